@@ -26,7 +26,8 @@ def save_catalog(ds: xr.Dataset, path) -> Path:
     if fmt == "netcdf":
         ds.to_netcdf(path, engine="h5netcdf")
     else:
-        ds.to_zarr(path, mode="w", consolidated=False)
+        # zarr format 2: format 3 has no stable specification for the string coords we store.
+        ds.to_zarr(path, mode="w", consolidated=False, zarr_format=2)
     return path
 
 

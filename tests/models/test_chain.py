@@ -1,0 +1,203 @@
+"""The chain of conditional blocks: structure checks, Pyro semantics, masking, chain rule, calibration."""
+
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from galppl.models.chain import Block, ChainModel, check_blocks
+from galppl.models.props import props_blocks
+from galppl.train import TrainConfig, train_svi
+
+
+def toy_data(n=3000, seed=0):
+    """x -> core (4-d, heteroscedastic, correlated), detection, oh = f(core) + small noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    noise = torch.randn(n, 4, generator=g)
+    scale = 0.2 + 0.3 * torch.sigmoid(2 * x[:, 1:2])  # heteroscedastic
+    core = torch.stack([10 + 0.5 * x[:, 0], -0.3 + 0.4 * x[:, 1], 0.1 + 0.02 * x[:, 2], 8 + x[:, 0]], -1)
+    core = core + scale * noise * torch.tensor([1.0, 1.0, 0.05, 1.0])
+    core[:, 1] += 0.8 * scale[:, 0] * noise[:, 0]  # correlated residuals
+    detected = (torch.rand(n, 1, generator=g) < torch.sigmoid(2 * x[:, :1])).float()
+    oh = 8.9 + 0.3 * (core[:, :1] - 10) - 0.2 * (core[:, 1:2] + 0.3) + 0.02 * torch.randn(n, 1, generator=g)
+    oh = torch.where(detected > 0, oh, torch.full_like(oh, math.nan))
+    core[::9, 3] = math.nan  # missing black-hole masses
+    return x, {"core": core, "oh_detected": detected, "oh": oh}
+
+
+def small_chain(feature_dim=3, couplings=4):
+    torch.manual_seed(0)
+    return ChainModel(props_blocks(num_couplings=couplings), feature_dim, hidden_dim=64, head_hidden_dim=64)
+
+
+def trained_chain(epochs=25):
+    x, targets = toy_data()
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    n_train = 2400
+    train = {"features": x[:n_train], **{k: v[:n_train] for k, v in targets.items()}}
+    val = {"features": x[n_train:], **{k: v[n_train:] for k, v in targets.items()}}
+    config = TrainConfig(lr=3e-3, batch_size=256, max_epochs=epochs, patience=8, progress=False)
+    train_svi(chain.model, chain.guide, {"chain": chain}, train, val, config)
+    return chain, x[n_train:], {k: v[n_train:] for k, v in targets.items()}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return trained_chain()
+
+
+@pytest.mark.parametrize(
+    "blocks, message",
+    [
+        ([], "at least one block"),
+        ([Block("a", ("x",), "affine", parents=("b",)), Block("b", ("y",), "affine")], "parent 'b' must be an earlier"),
+        ([Block("a", ("x", "y")), Block("b", ("y",), "affine")], "modelled by an earlier block"),
+        ([Block("a", ("x",), "affine"), Block("a", ("y",), "affine")], "used twice"),
+        ([Block("a", ("x",), "affine"), Block("b", ("y",), "affine", gate="a")], "gate 'a' must be an earlier Bernoulli"),
+        ([Block("d", ("x",), "bernoulli"), Block("b", ("y",), "affine", parents=("d",))], "is a Bernoulli gate"),
+    ],
+)
+def test_malformed_chains_are_rejected(blocks, message):
+    with pytest.raises(ValueError, match=message):
+        check_blocks(blocks)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "c", "variables": ("x",), "kind": "realnvp"}, "needs >= 2 variables"),
+        ({"name": "c", "variables": ("x", "y"), "kind": "affine"}, "exactly 1 variable"),
+        ({"name": "c", "variables": ("x",), "kind": "gmm"}, "kind 'gmm'"),
+        ({"name": "c d", "variables": ("x",), "kind": "affine"}, "identifier"),
+        ({"name": "c", "variables": ("x",), "kind": "affine", "transform": "log"}, "transform 'log'"),
+    ],
+)
+def test_bad_blocks(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Block(**kwargs)
+
+
+def test_block_dict_round_trip():
+    for block in props_blocks():
+        assert Block.from_dict(block.to_dict()) == block
+
+
+def test_model_has_one_site_per_block_and_masks_missing_targets():
+    x, targets = toy_data(n=64)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    trace = poutine.trace(chain.model).get_trace(x, **targets)
+    trace.compute_log_prob()
+    samples = [
+        name
+        for name, node in trace.nodes.items()
+        if node["type"] == "sample" and not site_is_subsample(node) and not name.endswith("_mse")
+    ]
+    assert samples == ["core", "oh_detected", "oh"]
+    for name, target in targets.items():
+        node = trace.nodes[name]
+        assert node["is_observed"]
+        missing = torch.isnan(target).any(-1)
+        assert (node["log_prob"][missing] == 0).all()
+        assert (node["log_prob"][~missing] != 0).all()
+        assert torch.isfinite(node["log_prob"]).all()
+
+
+def test_teacher_forcing_conditions_oh_on_true_core():
+    x, targets = toy_data(n=32)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    with torch.no_grad():
+        for p in chain.flows["oh"].parameters():  # make the O/H flow depend on its context
+            p.add_(0.3 * torch.randn_like(p))
+    lp = chain.log_prob(x, targets)["oh"]
+    shifted = dict(targets, core=targets["core"] + 1.0)
+    lp_shifted = chain.log_prob(x, shifted)["oh"]
+    finite = torch.isfinite(lp)
+    assert not torch.allclose(lp[finite], lp_shifted[finite])
+
+
+def test_minibatch_likelihood_is_scaled_to_n_total():
+    x, targets = toy_data(n=40)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    full = poutine.trace(chain.model).get_trace(x, **targets).log_prob_sum()
+    scaled = poutine.trace(chain.model).get_trace(x, n_total=400, **targets).log_prob_sum()
+    assert torch.allclose(scaled, 10 * full, rtol=1e-5)
+
+
+def test_targets_must_name_every_block():
+    x, targets = toy_data(n=8)
+    with pytest.raises(ValueError, match="must name every block"):
+        small_chain().model(x, core=targets["core"])
+
+
+def test_nan_features_are_refused_with_rows_named():
+    x, _ = toy_data(n=8)
+    x[3, 1] = math.nan
+    with pytest.raises(ValueError, match=r"galaxy rows \[3\]"):
+        small_chain().sample(x, 5)
+
+
+def test_predictive_and_sample_shapes():
+    x, targets = toy_data(n=10)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    predictive = pyro.infer.Predictive(chain.model, num_samples=3)(x)
+    assert predictive["core"].shape[-2:] == (10, 4)
+    draws = chain.sample(x, 7)
+    assert draws["core"].shape == (7, 10, 4)
+    assert draws["oh"].shape == (7, 10, 1)
+    assert set(draws["oh_detected"].unique().tolist()) <= {0.0, 1.0}
+    assert draws["p_oh_detected"].shape == (10, 1)
+
+
+def test_log_prob_includes_standardisation_jacobian():
+    x, targets = toy_data(n=20)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    lp = chain.log_prob(x, targets)["oh"]
+    # Rescale the physical units of O/H by 10: densities drop by log(10) per galaxy.
+    chain.loc_oh.mul_(10)
+    chain.scale_oh.mul_(10)
+    lp10 = chain.log_prob(x, dict(targets, oh=targets["oh"] * 10, core=targets["core"]))["oh"]
+    finite = torch.isfinite(lp)
+    assert torch.allclose(lp10[finite], lp[finite] - math.log(10), atol=1e-4)
+
+
+def test_signed_log1p_block_is_finite_for_negative_and_huge_values():
+    block = Block("lines", ("a", "b"), "realnvp", transform="signed_log1p", flow_options={"num_couplings": 2})
+    values = torch.tensor([[-50.0, 0.0], [-1.5, 1e6], [3.0, -0.5]])
+    chain = ChainModel([block], 2, hidden_dim=16, head_hidden_dim=16)
+    chain.set_standardisation(torch.randn(3, 2), {"lines": values})
+    back = chain.unstandardise(block, chain.standardise(block, values))
+    assert torch.allclose(back, values, rtol=1e-4)
+    assert torch.isfinite(chain.log_prob(torch.randn(3, 2), {"lines": values})["lines"]).all()
+
+
+def test_trained_chain_is_calibrated_and_keeps_chain_rule_correlations(fitted):
+    chain, x, targets = fitted
+    draws = chain.sample(x, 400)
+    core, oh = draws["core"], draws["oh"][..., 0]
+    # 68% and 95% central intervals cover the held-out truth at the nominal rate.
+    for k in range(3):
+        truth = targets["core"][:, k]
+        for level in (0.68, 0.95):
+            lo, hi = torch.quantile(core[..., k], torch.tensor([(1 - level) / 2, (1 + level) / 2]), dim=0)
+            covered = ((truth > lo) & (truth < hi)).float().mean().item()
+            assert abs(covered - level) < 0.06, (k, level, covered)
+    # O/H is a near-deterministic function of the core parameters: sampled through the
+    # chain rule, its draws must follow the core draws of the same galaxy.
+    corr = np.corrcoef(core[:, 0, 0].numpy(), oh[:, 0].numpy())[0, 1]
+    expected_sign = np.sign(0.3 - 0.2 * 0.8)  # d oh / d core0 through both paths
+    assert corr * expected_sign > 0.5
+    # The detection head separates detected from undetected galaxies.
+    p = draws["p_oh_detected"][:, 0]
+    det = targets["oh_detected"][:, 0] > 0
+    assert p[det].mean() > p[~det].mean() + 0.2
