@@ -1,0 +1,126 @@
+"""galppl.fit / predict / save / load on small mock catalogs."""
+
+import arviz as az
+import numpy as np
+import pytest
+
+import galppl
+from galppl.data.simulate import simulate
+from galppl.fit import FitConfig, split_galaxies
+
+QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return simulate(1500, seed=3, image_size=None, cache=False)
+
+
+@pytest.fixture(scope="module")
+def posterior(catalog):
+    return galppl.fit("props", catalog, inputs="photometry", **QUICK)
+
+
+def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
+    config = FitConfig(vae_fraction=0.3, inputs="image+photometry")
+    split = split_galaxies(catalog, config)
+    ids = np.concatenate(list(split.values()))
+    assert len(ids) == len(set(ids.tolist())) == catalog.sizes["galaxy"]
+    n = catalog.sizes["galaxy"]
+    assert abs(len(split["test"]) - 0.15 * n) <= 1 and abs(len(split["val"]) - 0.15 * n) <= 1
+    assert abs(len(split["vae"]) - 0.3 * 0.7 * n) <= 2
+    photometry_only = split_galaxies(catalog, FitConfig(inputs="photometry"))
+    assert len(photometry_only["vae"]) == 0  # no VAE to train: its share goes to the flows
+
+
+def test_predict_gives_inference_data_with_truth_inputs_and_units(catalog, posterior):
+    test = catalog.sel(galaxy=posterior.split["test"][:40])
+    idata = posterior.predict(test, num_samples=50)
+    assert isinstance(idata, az.InferenceData)
+    assert {"posterior", "observed_data", "constant_data"} <= set(idata.groups())
+    post = idata.posterior
+    for name in ("log_mstar", "log_sfr", "z", "log_mbh", "oh", "oh_detected", "p_oh_detected"):
+        assert post[name].dims == ("chain", "draw", "galaxy")
+        assert post[name].shape == (1, 50, 40)
+        assert np.isfinite(post[name].values).all()
+    assert post["log_mstar"].attrs["units"] == "dex(Msun)"
+    np.testing.assert_array_equal(post["galaxy"].values, test["galaxy"].values)
+    np.testing.assert_array_equal(idata.observed_data["oh"].values, test["oh"].values)
+    # p_oh_detected is the head's probability: constant along draws, within [0, 1]
+    p = post["p_oh_detected"].values
+    assert np.allclose(p, p[:, :1]) and ((p >= 0) & (p <= 1)).all()
+    assert idata.posterior.attrs["simulated"] == 1
+    summary = az.summary(idata, var_names=["log_mstar"], coords={"galaxy": test["galaxy"].values[:3]}, kind="stats")
+    assert len(summary) == 3
+
+
+def test_incomplete_inputs_are_carried_with_nan_draws(catalog, posterior):
+    test = catalog.sel(galaxy=posterior.split["test"][:10]).copy(deep=True)
+    test["mag"].values[2, 0] = np.nan  # u band missing for one galaxy
+    idata = posterior.predict(test, num_samples=20)
+    usable = idata.constant_data["usable"].values
+    assert usable.tolist() == [i != 2 for i in range(10)]
+    assert np.isnan(idata.posterior["log_mstar"].values[..., 2]).all()
+    assert np.isfinite(idata.posterior["log_mstar"].values[..., usable]).all()
+
+
+def test_batched_prediction_matches_unbatched_shapes_and_is_seeded(catalog, posterior):
+    test = catalog.sel(galaxy=posterior.split["test"][:30])
+    a = posterior.sample(test, 20, max_batch_size=7, seed=1)
+    b = posterior.sample(test, 20, max_batch_size=7, seed=1)
+    c = posterior.sample(test, 20, max_batch_size=7, seed=2)
+    np.testing.assert_array_equal(a["z"], b["z"])
+    assert not np.array_equal(a["z"], c["z"])
+    assert a["z"].shape == (20, 30)
+
+
+def test_save_load_round_trip_gives_identical_draws(tmp_path, catalog, posterior):
+    test = catalog.sel(galaxy=posterior.split["test"][:25])
+    posterior.save(tmp_path / "model")
+    loaded = galppl.load(tmp_path / "model")
+    assert loaded.split["test"] == list(posterior.split["test"])
+    a = posterior.predict(test, num_samples=30, seed=5)
+    b = loaded.predict(test, num_samples=30, seed=5)
+    for name in a.posterior.data_vars:
+        np.testing.assert_array_equal(a.posterior[name].values, b.posterior[name].values)
+
+
+def test_history_records_training_and_exclusions(posterior):
+    history = posterior.history
+    assert history["epochs_run"] >= 1 and len(history["val_loss"]) == history["epochs_run"]
+    assert set(history["excluded_incomplete_inputs"]) == {"vae", "train", "val", "test"}
+
+
+def test_fit_with_images_trains_vae_on_disjoint_galaxies():
+    catalog = simulate(300, seed=4, image_size=16, cache=False)
+    post = galppl.fit("props", catalog, vae_epochs=1, **QUICK)
+    assert post.vae is not None
+    assert not set(post.split["vae"]) & set(post.split["train"])
+    assert post.feature_names[:2] == ["latent_mean_0", "latent_mean_1"]
+    idata = post.predict(catalog.sel(galaxy=post.split["test"][:5]), num_samples=10)
+    assert np.isfinite(idata.posterior["z"].values).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"model": "stars"}, ValueError, "unknown model 'stars'"),
+        ({"learning_rate": 1.0}, TypeError, "unknown fit option"),
+        ({"fractions": (0.5, 0.5, 0.5)}, ValueError, "summing to 1"),
+        ({"inputs": "spectra"}, ValueError, "inputs must be one of"),
+        ({"image_size": 60}, ValueError, "multiple of 8"),
+    ],
+)
+def test_fit_argument_errors(catalog, kwargs, error, message):
+    kwargs = dict(kwargs)
+    model = kwargs.pop("model", "props")
+    with pytest.raises(error, match=message):
+        galppl.fit(model, catalog, **kwargs)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved galppl model"):
+        galppl.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"kind": "table"}')
+    with pytest.raises(ValueError, match="kind 'table'"):
+        galppl.load(tmp_path)
