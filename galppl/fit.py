@@ -28,7 +28,7 @@ import xarray as xr
 from galppl.data.schema import validate
 from galppl.features import INPUTS, build_features, usable, uses_images
 from galppl.models import chain_blocks
-from galppl.models.chain import ChainModel
+from galppl.models.chain import ChainModel, check_blocks
 from galppl.posterior import GalaxyPosterior
 from galppl.train import TrainConfig, train_svi
 
@@ -125,14 +125,19 @@ def fit(model: str = "props", data: xr.Dataset | None = None, *, config: FitConf
     """Fit a galppl model and return it.
 
     model: ``"vae"`` (returns a ``FittedVAE``), ``"props"``, ``"lines"`` or ``"joint"``
-        (return a :class:`~galppl.posterior.GalaxyPosterior`).
+        (return a :class:`~galppl.posterior.GalaxyPosterior`), or your own chain: a sequence
+        of :class:`~galppl.models.chain.Block` (e.g. ``props_blocks() + (Block(...),)``).
     data: a catalog in galppl's data model; None uses the embedded mock sky
         (``config.n_galaxies`` galaxies with ``config.image_size`` stamps).
     config / overrides: a :class:`FitConfig`, or its fields as keyword arguments.
     vae: a fitted VAE to reuse (frozen) instead of fitting one.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}: choose one of {MODELS}")
+    custom = not isinstance(model, str)
+    if custom:
+        blocks = check_blocks(model)
+        model = "custom"
+    elif model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: choose one of {MODELS}, or pass a sequence of Blocks")
     config = config or FitConfig()
     if overrides:
         unknown = set(overrides) - {f.name for f in fields(FitConfig)}
@@ -149,7 +154,8 @@ def fit(model: str = "props", data: xr.Dataset | None = None, *, config: FitConf
         vae = _fit_vae(data.sel(galaxy=split["vae"]), config, progress)
     encoding = vae.encode(data) if uses_images(config.inputs) else None
     features = build_features(data, encoding, config.inputs)
-    blocks = chain_blocks(model, num_couplings=config.num_couplings, oh_flow=config.oh_flow)
+    if not custom:
+        blocks = chain_blocks(model, num_couplings=config.num_couplings, oh_flow=config.oh_flow)
     targets = block_targets(data, blocks)
 
     ok = usable(features)

@@ -113,13 +113,13 @@ class GalaxyPosterior:
         galaxy = data["galaxy"].values
         coords = {"chain": [0], "draw": np.arange(num_samples), "galaxy": galaxy}
         posterior = xr.Dataset(
-            {name: (("chain", "draw", "galaxy"), values[None], _attrs(name)) for name, values in draws.items()},
+            {name: (("chain", "draw", "galaxy"), values[None], _attrs(name, data)) for name, values in draws.items()},
             coords=coords,
         )
         observed = xr.Dataset(coords={"galaxy": galaxy})
         for name in self.variables:
             if name in data:
-                observed[name] = ("galaxy", data[name].values.astype(np.float64), _attrs(name))
+                observed[name] = ("galaxy", data[name].values.astype(np.float64), _attrs(name, data))
         constant = xr.Dataset(coords={"galaxy": galaxy, "band": data["band"].values})
         for name in CONSTANT_VARIABLES:
             if name in data:
@@ -179,12 +179,14 @@ class GalaxyPosterior:
                    chain_options=config["chain_options"])
 
 
-def _attrs(name: str) -> dict:
-    if name.startswith("p_") and name[2:] in KNOWN:
+def _attrs(name: str, data: xr.Dataset) -> dict:
+    """Units and description of a modelled variable: the data model's, else the catalog's."""
+    if name.startswith("p_") and name not in KNOWN:
         return {"units": "", "description": f"probability that {name[2:]} is 1"}
     if name in KNOWN:
         return {"units": KNOWN[name].units, "description": KNOWN[name].description}
-    return {"units": "", "description": name}
+    attrs = data[name].attrs if name in data else {}
+    return {"units": attrs.get("units", ""), "description": attrs.get("description", name)}
 
 
 def _derived(posterior_model: GalaxyPosterior, posterior: xr.Dataset) -> xr.Dataset:
