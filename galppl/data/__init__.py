@@ -1,6 +1,15 @@
 """Catalogs: the data model, the mock SDSS sky, real-data loaders and feature preparation."""
 
 from galppl.data.io import load_catalog, save_catalog
+from galppl.data.loaders import (
+    load_bh_compilation,
+    load_fits_cutouts,
+    load_galaxyzoo,
+    load_gswlc,
+    load_jpeg_cutouts,
+    load_sdss_table,
+)
+from galppl.data.paths import sdss_data_dir
 from galppl.data.schema import (
     BANDS,
     CHANNELS,
@@ -20,7 +29,14 @@ __all__ = [
     "QUALITY_BITS",
     "TARGETS",
     "CatalogError",
+    "load_bh_compilation",
     "load_catalog",
+    "load_fits_cutouts",
+    "load_galaxyzoo",
+    "load_gswlc",
+    "load_jpeg_cutouts",
+    "load_sdss_table",
     "save_catalog",
+    "sdss_data_dir",
     "validate",
 ]

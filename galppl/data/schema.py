@@ -87,6 +87,11 @@ QUALITY = Variable(("galaxy",), "", "bitmask of input problems (see flag_meaning
 
 KNOWN: dict[str, Variable] = {**TARGETS, **ERRORS, **OBSERVABLES, "quality": QUALITY}
 
+# Units a variable may carry instead of its spec's. "relative": display-stretched colour
+# composites (SDSS gri JPEGs, values 0-1) that are not flux-calibrated; calling them
+# nanomaggies would be a lie, so they say what they are (loaders add ``flux_calibrated=0``).
+ALTERNATIVE_UNITS: dict[str, tuple[str, ...]] = {"image": ("relative",)}
+
 
 class CatalogError(ValueError):
     """A catalog does not follow galppl's data model; the message names the problem."""
@@ -199,8 +204,9 @@ def validate(ds: xr.Dataset, require: tuple[str, ...] = ()) -> xr.Dataset:
             continue
         if var.dims != spec.dims:
             raise CatalogError(f"variable {name!r} has dims {var.dims}, expected {spec.dims}")
-        if var.attrs["units"] != spec.units:
-            raise CatalogError(f"variable {name!r} has units {var.attrs['units']!r}, expected {spec.units!r}")
+        if var.attrs["units"] != spec.units and var.attrs["units"] not in ALTERNATIVE_UNITS.get(name, ()):
+            expected = " or ".join(repr(u) for u in (spec.units, *ALTERNATIVE_UNITS.get(name, ())))
+            raise CatalogError(f"variable {name!r} has units {var.attrs['units']!r}, expected {expected}")
         if not (np.issubdtype(var.dtype, np.number) or var.dtype == bool):
             raise CatalogError(f"variable {name!r} must be numeric, has dtype {var.dtype}")
         values = var.values
