@@ -1,0 +1,307 @@
+"""A generic stochastic-variational-inference training loop for every galppl model.
+
+The calling convention (one for all models: the VAE, the chain models, anything new)
+---------------------------------------------------------------------------------
+Data travel as a dict of tensors that all share the leading *galaxy* dimension, e.g.
+``{"images": (N, 3, S, S)}`` or ``{"h": (N, 256), "y": (N, 4)}``. The loop shuffles the
+galaxies, cuts minibatches and calls ::
+
+    model(**batch, n_total=N)
+    guide(**batch, n_total=N)
+
+where ``batch`` holds the minibatch rows of every tensor and ``n_total`` is the number of
+galaxies in the set being scored (training or validation set). The model and the guide
+open the galaxy plate with :func:`galaxy_plate`, which scales each galaxy's log-density
+by ``n_total / batch size`` so that every step is an unbiased estimate of the full-data
+ELBO (Hoffman et al. 2013, stochastic variational inference). Called by hand on a whole
+catalog, ``n_total`` defaults to the batch size and nothing is rescaled.
+
+Neural-network parameters are registered with ``pyro.module(name, module)`` inside the
+model or guide; ``train_svi`` receives the same modules in ``modules`` so that it can
+switch train/eval mode, keep the best weights and restore them. A model without latent
+variables (maximum likelihood for network weights) simply has a guide that does nothing
+(``def guide(**batch): pass``, or one that only registers its modules).
+
+Losses are reported per galaxy: the negative ELBO in nats divided by ``n_total``.
+
+Training runs inside a private Pyro parameter store and a forked torch random-number
+state seeded from ``TrainConfig.seed``, so it neither reads nor leaks global state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import pyro
+import pyro.optim
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from tqdm import tqdm
+
+__all__ = ["TrainConfig", "TrainHistory", "galaxy_plate", "train_svi"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`train_svi`, checked on construction.
+
+    lr: Adam learning rate. batch_size: galaxies per minibatch. max_epochs: passes over
+    the training set. patience: epochs without a validation improvement larger than
+    ``min_delta`` (nats per galaxy) before stopping. clip_norm: the largest gradient norm
+    of each parameter tensor (``None``: no clipping). seed: seeds the shuffling and the
+    ELBO's Monte-Carlo draws. progress: show a tqdm bar. max_seconds: wall-clock budget;
+    when spent, training stops (after the current minibatch) and keeps the best state.
+    """
+
+    lr: float = 1e-4
+    batch_size: int = 128
+    max_epochs: int = 100
+    patience: int = 8
+    min_delta: float = 0.0
+    clip_norm: float | None = 10.0
+    seed: int = 0
+    progress: bool = True
+    max_seconds: float | None = None
+
+    def __post_init__(self):
+        def positive_number(name, value, allow_none=False):
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"TrainConfig.{name} must be > 0, got {value!r}")
+
+        def positive_int(name, value):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
+
+        positive_number("lr", self.lr)
+        positive_int("batch_size", self.batch_size)
+        positive_int("max_epochs", self.max_epochs)
+        positive_int("patience", self.patience)
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)) or not self.min_delta >= 0:
+            raise ValueError(f"TrainConfig.min_delta must be a number >= 0, got {self.min_delta!r}")
+        positive_number("clip_norm", self.clip_norm, allow_none=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.progress, bool):
+            raise ValueError(f"TrainConfig.progress must be True or False, got {self.progress!r}")
+        positive_number("max_seconds", self.max_seconds, allow_none=True)
+
+
+@dataclass
+class TrainHistory:
+    """What happened during training.
+
+    train_loss, val_loss: per-epoch mean negative ELBO per galaxy (nats); ``val_loss`` is
+    empty when no validation set was given (early stopping then watches the training
+    loss). best_epoch: 0-based epoch whose weights were restored. stopped_because: one of
+    ``"early_stopping"``, ``"max_epochs"``, ``"max_seconds"``.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    epochs_run: int = 0
+    wall_seconds: float = 0.0
+    stopped_because: str = ""
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (NaN losses become ``None``)."""
+        out = asdict(self)
+        for key in ("train_loss", "val_loss"):
+            out[key] = [v if math.isfinite(v) else None for v in out[key]]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainHistory:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        for key in ("train_loss", "val_loss"):
+            data[key] = [math.nan if v is None else float(v) for v in data.get(key, [])]
+        return cls(**data)
+
+
+def galaxy_plate(batch_size: int, n_total: int | None = None, *, name: str = "galaxy", device=None):
+    """The ``pyro.plate`` over galaxies that models and guides open (see module docstring).
+
+    ``batch_size`` galaxies are present; they stand for ``n_total`` (default: themselves),
+    so each galaxy's log-density is scaled by ``n_total / batch_size``.
+    """
+    n_total = batch_size if n_total is None else int(n_total)
+    if n_total < batch_size:
+        raise ValueError(f"n_total ({n_total}) cannot be smaller than the minibatch ({batch_size} galaxies)")
+    # An explicit subsample keeps pyro from drawing random indices (and touching the RNG):
+    # the minibatch rows were already chosen by the training loop.
+    return pyro.plate(name, size=n_total, subsample=torch.arange(batch_size, device=device))
+
+
+def _check_data(data: dict, what: str) -> int:
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{what} must be a non-empty dict of tensors, got {type(data).__name__}")
+    if "n_total" in data:
+        raise ValueError(f"{what} may not hold a tensor called 'n_total': the loop passes that keyword itself")
+    sizes = {}
+    for key, value in data.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{what}[{key!r}] must be a torch.Tensor, got {type(value).__name__}")
+        if value.ndim == 0:
+            raise ValueError(f"{what}[{key!r}] is a scalar; every tensor needs a leading galaxy dimension")
+        sizes[key] = value.shape[0]
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"the tensors of {what} disagree on the number of galaxies: {sizes}")
+    n = next(iter(sizes.values()))
+    if n == 0:
+        raise ValueError(f"{what} holds no galaxies")
+    return n
+
+
+def _batches(data: dict, n: int, batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield {key: value[idx.to(value.device)] for key, value in data.items()}, len(idx)
+
+
+def _snapshot(modules: dict) -> dict:
+    return {name: copy.deepcopy(module.state_dict()) for name, module in modules.items()}
+
+
+def _restore(modules: dict, state: dict) -> None:
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+
+
+def _set_mode(modules: dict, training: bool) -> None:
+    for module in modules.values():
+        module.train(training)
+
+
+def _check_registered(modules: dict, store) -> None:
+    """A module whose parameters never reach the param store would silently not train."""
+    stored = {value._cdata for _, value in store.named_parameters()}
+    for name, module in modules.items():
+        missing = [p for p, value in module.named_parameters() if value.requires_grad and value._cdata not in stored]
+        if missing:
+            raise RuntimeError(
+                f"module {name!r} has parameters that the model/guide never registered "
+                f"({', '.join(missing[:3])}); call pyro.module({name!r}, module) inside the model or guide"
+            )
+
+
+def train_svi(
+    model,
+    guide,
+    modules: dict[str, torch.nn.Module],
+    train: dict[str, torch.Tensor],
+    val: dict[str, torch.Tensor] | None,
+    config: TrainConfig,
+    *,
+    loss=None,
+    desc: str = "",
+) -> TrainHistory:
+    """Fit ``model``/``guide`` by SVI on minibatches, with early stopping on ``val``.
+
+    ``model`` and ``guide`` follow the calling convention of the module docstring.
+    ``modules`` maps names to every ``nn.Module`` whose weights are trained; on return they
+    hold the weights of the best epoch (lowest validation loss, or training loss when
+    ``val`` is None) and are in eval mode. ``loss`` is a Pyro ELBO (default
+    ``Trace_ELBO()``). Optimiser: Adam with ``config.lr``, gradients clipped per parameter
+    tensor to ``config.clip_norm``. ``desc`` labels the progress bar.
+
+    Raises ``FloatingPointError`` naming the epoch and minibatch when the loss becomes
+    NaN or infinite (the modules are first reset to the best weights seen so far).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not modules:
+        raise ValueError("modules is empty: name the nn.Modules that the model/guide register with pyro.module")
+    n_train = _check_data(train, "train")
+    n_val = None
+    if val is not None:
+        n_val = _check_data(val, "val")
+        if set(val) != set(train):
+            raise ValueError(f"train and val hold different tensors: {sorted(train)} vs {sorted(val)}")
+
+    loss = Trace_ELBO() if loss is None else loss
+    clip = None if config.clip_norm is None else {"clip_norm": config.clip_norm}
+    optim = pyro.optim.Adam({"lr": config.lr}, clip_args=clip)
+    history = TrainHistory()
+    start = time.perf_counter()
+    best_state, best_loss = _snapshot(modules), math.inf
+    since_best = 0
+
+    def out_of_time() -> bool:
+        return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+
+    store = pyro.get_param_store()
+    # Fork the RNG of every GPU the modules live on too, so the caller's streams stay untouched.
+    gpus = sorted({p.device.index or 0 for m in modules.values() for p in m.parameters() if p.is_cuda})
+    with store.scope(), torch.random.fork_rng(devices=gpus):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        svi = SVI(model, guide, optim, loss=loss)
+        bar = tqdm(range(config.max_epochs), desc=desc or "svi", disable=not config.progress, leave=False)
+        for epoch in bar:
+            _set_mode(modules, True)
+            total, seen = 0.0, 0
+            timed_out = False
+            for batch_index, (batch, size) in enumerate(_batches(train, n_train, config.batch_size, generator)):
+                value = svi.step(**batch, n_total=n_train)
+                if not math.isfinite(value):
+                    _restore(modules, best_state)
+                    _set_mode(modules, False)
+                    raise FloatingPointError(
+                        f"{desc + ': ' if desc else ''}the loss became {value} in epoch {epoch}, minibatch "
+                        f"{batch_index}; try a smaller learning rate (lr={config.lr}) or check the inputs "
+                        "for extreme values. The modules hold the best weights seen before."
+                    )
+                if epoch == 0 and batch_index == 0:
+                    _check_registered(modules, store)
+                total += value / n_train * size
+                seen += size
+                if out_of_time():
+                    timed_out = True
+                    break
+            history.train_loss.append(total / seen)
+
+            monitored = history.train_loss[-1]
+            if val is not None:
+                _set_mode(modules, False)
+                with torch.no_grad():
+                    val_total = sum(
+                        svi.evaluate_loss(**batch, n_total=n_val) / n_val * size
+                        for batch, size in _batches(val, n_val, config.batch_size, None)
+                    )
+                history.val_loss.append(val_total / n_val)
+                monitored = history.val_loss[-1]
+            history.epochs_run = epoch + 1
+            # -ELBO per galaxy (nats)
+            bar.set_postfix(
+                train_nelbo=f"{history.train_loss[-1]:.5g}",
+                val_nelbo=f"{monitored:.5g}" if val is not None else "-",
+            )
+
+            if math.isfinite(monitored) and monitored < best_loss - config.min_delta:
+                best_loss, best_state, since_best = monitored, _snapshot(modules), 0
+                history.best_epoch = epoch
+            else:
+                since_best += 1
+            if timed_out or out_of_time():
+                history.stopped_because = "max_seconds"
+                break
+            if since_best >= config.patience:
+                history.stopped_because = "early_stopping"
+                break
+        else:
+            history.stopped_because = "max_epochs"
+        bar.close()
+
+    _restore(modules, best_state)
+    _set_mode(modules, False)
+    history.wall_seconds = time.perf_counter() - start
+    return history

@@ -1,0 +1,180 @@
+"""The generic SVI loop: losses, early stopping, time budget, config checks, no leaked state."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+
+from galppl.train import TrainConfig, TrainHistory, galaxy_plate, train_svi
+
+NOISE = 0.1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy machine torch's thread pool spins and runs ~5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Regression(nn.Module):
+    """y ~ Normal(w x + b, NOISE): a Pyro model without latent variables (maximum likelihood)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def model(self, x, y, n_total=None):
+        pyro.module("regression", self)
+        with galaxy_plate(x.shape[0], n_total):
+            pyro.sample("y", dist.Normal(self.linear(x).squeeze(-1), NOISE), obs=y)
+
+    @staticmethod
+    def guide(x, y, n_total=None):
+        pass
+
+    def nll_per_galaxy(self, x, y) -> float:
+        with torch.no_grad():
+            return float(-dist.Normal(self.linear(x).squeeze(-1), NOISE).log_prob(y).mean())
+
+
+def line_data(n, slope, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, generator=g)
+    y = slope * x[:, 0] + 0.5 + NOISE * torch.randn(n, generator=g)
+    return {"x": x, "y": y}
+
+
+def fit(reg, train, val, **kw):
+    cfg = TrainConfig(**{"lr": 0.05, "batch_size": 16, "max_epochs": 30, "progress": False, **kw})
+    return train_svi(reg.model, reg.guide, {"regression": reg}, train, val, cfg)
+
+
+def test_loss_decreases_and_recovers_the_line():
+    reg = Regression()
+    train, val = line_data(200, 2.0, seed=1), line_data(70, 2.0, seed=2)
+    history = fit(reg, train, val, max_epochs=25, patience=25, batch_size=50, lr=0.1)
+    assert history.train_loss[-1] < history.train_loss[0] - 10
+    assert history.val_loss[history.best_epoch] == min(history.val_loss)
+    assert reg.linear.weight.item() == pytest.approx(2.0, abs=0.1)
+    assert reg.linear.bias.item() == pytest.approx(0.5, abs=0.1)
+    assert history.epochs_run == len(history.train_loss) == len(history.val_loss)
+
+
+def test_val_loss_is_the_mean_negative_log_likelihood_per_galaxy():
+    # 70 validation galaxies in minibatches of 16 (the last one has 6): the n_total/batch
+    # scaling of the plate must still give the exact per-galaxy mean.
+    reg = Regression()
+    train, val = line_data(100, 2.0, seed=3), line_data(70, 2.0, seed=4)
+    history = fit(reg, train, val, max_epochs=3)
+    assert history.val_loss[history.best_epoch] == pytest.approx(reg.nll_per_galaxy(**val), rel=1e-5)
+
+
+def test_early_stopping_restores_the_best_weights():
+    # Validation data follow the opposite slope, so the validation loss is best early and
+    # worsens as training proceeds: early stopping must fire and roll back.
+    train, val = line_data(200, 2.0, seed=5), line_data(50, -2.0, seed=6)
+    reg = Regression()
+    history = fit(reg, train, val, patience=2, lr=0.01)
+    assert history.stopped_because == "early_stopping"
+    assert history.epochs_run == history.best_epoch + 3 < 30
+    assert history.val_loss[history.best_epoch] == pytest.approx(reg.nll_per_galaxy(**val), rel=1e-5)
+
+    # The same run cut at the best epoch ends with exactly the restored weights.
+    replay = Regression()
+    fit(replay, train, val, patience=2, lr=0.01, max_epochs=history.best_epoch + 1)
+    assert torch.equal(replay.linear.weight, reg.linear.weight)
+    assert not reg.training
+
+
+def test_max_seconds_stops_early():
+    reg = Regression()
+    history = fit(reg, line_data(2000, 2.0, seed=7), line_data(20, 2.0, seed=8), max_seconds=1e-6, max_epochs=50)
+    assert history.stopped_because == "max_seconds"
+    assert history.epochs_run == 1
+    assert math.isfinite(history.val_loss[0])
+
+
+def test_training_is_seeded_and_leaves_global_state_alone():
+    store = pyro.get_param_store()
+    store.clear()
+    sentinel = pyro.param("sentinel", torch.tensor(3.0))
+    runs = []
+    for _ in range(2):
+        reg = Regression()
+        rng_before = torch.get_rng_state()
+        history = fit(reg, line_data(64, 1.0, seed=9), line_data(16, 1.0, seed=10), max_epochs=3)
+        runs.append((history.train_loss, reg.linear.weight.item()))
+        assert torch.equal(torch.get_rng_state(), rng_before)
+    assert runs[0] == runs[1]
+    assert list(store.keys()) == ["sentinel"]
+    assert torch.equal(store["sentinel"], sentinel)
+    store.clear()
+
+
+def test_no_validation_set_watches_the_training_loss():
+    reg = Regression()
+    history = fit(reg, line_data(64, 1.0, seed=11), None, max_epochs=4)
+    assert history.val_loss == [] and len(history.train_loss) == 4
+    assert history.best_epoch == 3
+
+
+def test_diverging_loss_names_epoch_and_minibatch():
+    # An absurd learning rate throws the weights to ~1e30, so the float32 loss overflows.
+    reg = Regression()
+    with pytest.raises(FloatingPointError, match=r"loss became inf in epoch \d+, minibatch \d+"):
+        fit(reg, line_data(64, 1.0, seed=12), None, max_epochs=3, lr=1e30, clip_norm=None)
+    assert reg.linear.weight.item() == 0.0  # rolled back to the best (here: initial) weights
+
+
+def test_unregistered_module_is_an_error():
+    reg, other = Regression(), nn.Linear(2, 2)
+    cfg = TrainConfig(progress=False, max_epochs=1)
+    with pytest.raises(RuntimeError, match="'other'.*pyro.module"):
+        train_svi(reg.model, reg.guide, {"regression": reg, "other": other}, line_data(8, 1.0, 0), None, cfg)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": 0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"max_epochs": -1}, "max_epochs"),
+        ({"patience": 0}, "patience"),
+        ({"min_delta": -1.0}, "min_delta"),
+        ({"clip_norm": 0.0}, "clip_norm"),
+        ({"seed": -3}, "seed"),
+        ({"progress": "yes"}, "progress"),
+        ({"max_seconds": -5}, "max_seconds"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=f"TrainConfig.{message}"):
+        TrainConfig(**kwargs)
+
+
+def test_bad_data_raises():
+    reg, cfg = Regression(), TrainConfig(progress=False)
+    with pytest.raises(ValueError, match="disagree on the number of galaxies"):
+        train_svi(reg.model, reg.guide, {"regression": reg}, {"x": torch.zeros(4, 1), "y": torch.zeros(5)}, None, cfg)
+    with pytest.raises(ValueError, match="different tensors"):
+        train_svi(reg.model, reg.guide, {"regression": reg}, line_data(4, 1, 0), {"x": torch.zeros(4, 1)}, cfg)
+    with pytest.raises(ValueError, match="no galaxies"):
+        train_svi(reg.model, reg.guide, {"regression": reg}, {"x": torch.zeros(0, 1), "y": torch.zeros(0)}, None, cfg)
+
+
+def test_history_json_round_trip():
+    history = TrainHistory([1.0, float("nan")], [2.0, 1.5], 1, 2, 0.3, "max_epochs")
+    data = history.to_dict()
+    assert data["train_loss"] == [1.0, None]
+    back = TrainHistory.from_dict(data)
+    assert back.val_loss == [2.0, 1.5] and math.isnan(back.train_loss[1]) and back.best_epoch == 1
