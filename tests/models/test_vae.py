@@ -1,0 +1,215 @@
+"""The image VAE: training, encoding, shapes, persistence and bad-input errors."""
+
+import json
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+from galppl.data.prepare import ImageError
+from galppl.data.schema import CatalogError, attrs_for, flag, new_catalog
+from galppl.guides.encoder import Encoder
+from galppl.models.vae import Decoder, FittedVAE, VAEConfig, VAEModel, fit_vae
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy machine torch's thread pool spins and runs ~5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def blob_images(n, size=SIZE, seed=0):
+    """Elliptical Gaussian galaxies with a colour, plus sky noise, in nanomaggies."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    width = rng.uniform(1.0, size / 5, n)[:, None, None]
+    axis = rng.uniform(0.4, 1.0, n)[:, None, None]
+    angle = rng.uniform(0, np.pi, n)[:, None, None]
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = (yy * np.cos(angle) - xx * np.sin(angle)) / axis
+    profile = np.exp(-0.5 * (u**2 + v**2) / width**2)
+    flux = 10 ** rng.uniform(0.5, 2.0, (n, 1, 1, 1)) * np.array([0.6, 1.0, 1.3])[None, :, None, None]
+    images = flux * profile[:, None] / profile.sum(axis=(1, 2))[:, None, None, None]
+    return (images + rng.normal(0, 0.05, images.shape)).astype(np.float32)
+
+
+def blob_catalog(n, size=SIZE, seed=0):
+    ds = new_catalog(np.arange(1000, 1000 + n), ra=np.linspace(10, 11, n), dec=np.zeros(n), source="test blobs")
+    ds["image"] = (("galaxy", "channel", "y", "x"), blob_images(n, size, seed), attrs_for("image"))
+    return ds
+
+
+TINY = VAEConfig(latent_dim=4, conv_channels=(8, 8, 16), hidden=32, lr=5e-3, batch_size=16, max_epochs=4, patience=4)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return fit_vae(blob_catalog(240), TINY, progress=False)
+
+
+def test_elbo_decreases_and_reconstructions_beat_the_mean(fitted):
+    h = fitted.history
+    assert h.epochs_run == 4 and h.stopped_because == "max_epochs"
+    assert h.train_loss[-1] < 0.6 * h.train_loss[0]
+    assert h.val_loss[-1] < h.val_loss[0]
+    # Predicting the channel mean everywhere scores ~1 in standardised units; the sky
+    # noise alone leaves ~0.4.
+    assert fitted.info["val_mse"] < 0.6
+    assert fitted.info == {**fitted.info, "n_train": 204, "n_val": 36, "n_excluded": 0}
+
+
+def test_encode_is_deterministic_and_labelled(fitted):
+    ds = blob_catalog(10, seed=5)
+    first, second = fitted.encode(ds), fitted.encode(ds, batch_size=3)
+    np.testing.assert_allclose(first.latent_mean, second.latent_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(fitted.encode(ds).latent_mean, first.latent_mean)
+    assert first.latent_mean.dims == ("galaxy", "latent") and first.latent_mean.shape == (10, 4)
+    assert (first.latent_std > 0).all()
+    np.testing.assert_array_equal(first.galaxy, ds.galaxy)
+    np.testing.assert_array_equal(first.ra, ds.ra)
+    assert not fitted.encoder.training
+    # Arrays are numbered 0..n-1.
+    from_array = fitted.encode(ds["image"].values)
+    np.testing.assert_array_equal(from_array.galaxy, np.arange(10))
+    np.testing.assert_array_equal(from_array.latent_mean, first.latent_mean)
+
+
+def test_bad_images_in_a_catalog_give_nan_rows(fitted):
+    ds = blob_catalog(6, seed=6)
+    ds["image"].values[1, 0, 2, 2] = np.nan
+    flag(ds, "bad_image", [False, False, False, True, False, False])
+    enc = fitted.encode(ds)
+    bad = np.isnan(enc.latent_mean.values).all(axis=1)
+    assert bad.tolist() == [False, True, False, True, False, False]
+    assert np.isfinite(enc.latent_mean.values[~bad]).all()
+    assert enc.image_usable.values.tolist() == (~bad).tolist()
+    recon = fitted.reconstruct(ds)
+    assert np.isnan(recon[1]).all() and np.isfinite(recon[0]).all()
+
+
+def test_decode_returns_input_units(fitted):
+    images = blob_images(5, seed=7)
+    z = fitted.encode(images)
+    decoded, scaled = fitted.decode(z), fitted.decode(z.latent_mean.values, scaled=True)
+    assert decoded.shape == images.shape and decoded.dtype == np.float32
+    np.testing.assert_allclose(fitted.scaler.transform(decoded), scaled, atol=1e-3)
+    # The reconstructed total flux follows the input's (bright galaxies stay bright).
+    assert np.corrcoef(decoded.sum(axis=(1, 2, 3)), images.sum(axis=(1, 2, 3)))[0, 1] > 0.5
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        fitted.decode(np.zeros((2, 3)))
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    fitted.save(tmp_path / "vae")
+    meta = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert meta["kind"] == "vae" and meta["config"]["latent_dim"] == 4 and meta["scaler"]["units"] == "nanomaggy"
+    assert "galppl_version" in meta and meta["history"]["epochs_run"] == 4
+    loaded = FittedVAE.load(tmp_path / "vae")
+    ds = blob_catalog(7, seed=8)
+    a, b = fitted.encode(ds), loaded.encode(ds)
+    np.testing.assert_array_equal(a.latent_mean, b.latent_mean)
+    np.testing.assert_array_equal(a.latent_std, b.latent_std)
+    np.testing.assert_array_equal(fitted.decode(a), loaded.decode(a))
+    assert loaded.config == fitted.config and loaded.history == fitted.history
+    with pytest.raises(FileNotFoundError, match="not a saved galppl VAE"):
+        FittedVAE.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((0, 3, SIZE, SIZE), "no images"),
+        ((4, 1, SIZE, SIZE), "3 channels"),
+        ((4, 3, 20, 20), "multiple of 8"),
+        ((3, SIZE, SIZE), "4-d"),
+    ],
+)
+def test_bad_image_shapes_are_clear_errors(fitted, shape, message):
+    images = np.ones(shape, dtype=np.float32)
+    with pytest.raises(ImageError, match=message):
+        fit_vae(images, TINY, progress=False)
+    with pytest.raises(ImageError, match=message):
+        fitted.encode(images)
+
+
+def test_nan_pixels_in_an_array_are_a_clear_error(fitted):
+    images = blob_images(5)
+    images[3, 2, 0, 0] = np.nan
+    with pytest.raises(ImageError, match="NaN or infinite pixels.*indices 3"):
+        fitted.encode(images)
+    with pytest.raises(ImageError, match="indices 3"):
+        fit_vae(images, TINY, progress=False)
+
+
+def test_wrong_size_or_units_are_clear_errors(fitted):
+    with pytest.raises(ImageError, match="takes 16 px images, got 24 px"):
+        fitted.encode(blob_images(2, size=24))
+    ds = blob_catalog(3)
+    ds["image"].attrs["units"] = "relative"
+    with pytest.raises(ImageError, match="fitted on images in 'nanomaggy'"):
+        fitted.encode(ds)
+    ds["image"].attrs["units"] = "counts"
+    with pytest.raises(CatalogError, match="units 'counts'"):
+        fitted.encode(ds)
+    with pytest.raises(ImageError, match="image_size is 32"):
+        fit_vae(blob_images(8), VAEConfig(image_size=32), progress=False)
+
+
+def test_learned_scale_on_relative_images_excludes_flagged(tmp_path):
+    ds = blob_catalog(64, seed=9)
+    ds["image"].values[:] = np.clip(ds["image"].values / 5, 0, 1)
+    ds["image"].attrs["units"] = "relative"
+    ds["image"].values[5] = np.nan
+    flag(ds, "bad_image", np.isnan(ds["image"].values).any(axis=(1, 2, 3)))
+    cfg = VAEConfig(**{**TINY.to_dict(), "likelihood_scale": "learned", "max_epochs": 1})
+    fitted = fit_vae(ds, cfg, progress=False)
+    assert fitted.info["n_excluded"] == 1 and fitted.scaler.units == "relative"
+    assert fitted.vae_model.log_scale.requires_grad
+    assert not torch.allclose(fitted.vae_model.log_scale, torch.zeros(3))  # it was trained
+    loaded = FittedVAE.load(fitted.save(tmp_path / "learned"))
+    torch.testing.assert_close(loaded.vae_model.likelihood_scale(), fitted.vae_model.likelihood_scale())
+    assert np.isnan(loaded.encode(ds).latent_mean.values[5]).all()
+
+
+@pytest.mark.parametrize("size", [64, 160])
+def test_shapes(size):
+    images = torch.randn(2, 3, size, size)
+    encoder = Encoder(image_size=size)
+    loc, scale = encoder(images)
+    assert loc.shape == scale.shape == (2, 32) and (scale > 0).all()
+    decoder = Decoder(image_size=size)
+    assert decoder(loc).shape == (2, 3, size, size)
+    # The Pyro model and guide agree on the sites and scale the minibatch to n_total.
+    vae = VAEModel(VAEConfig(image_size=size))
+    guide = pyro.poutine.trace(encoder.guide).get_trace(images, n_total=10)
+    model = pyro.poutine.trace(pyro.poutine.replay(vae.model, trace=guide)).get_trace(images, n_total=10)
+    assert model.nodes["z"]["value"].shape == (2, 32)
+    assert model.nodes["image"]["fn"].event_shape == (3, size, size)
+    assert model.nodes["image"]["scale"] == guide.nodes["z"]["scale"] == 5.0
+    pyro.clear_param_store()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"image_size": 20}, "multiple of 8"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"likelihood_scale": -1.0}, "likelihood_scale"),
+        ({"likelihood_scale": "fixed"}, "likelihood_scale"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"norm": "layer"}, "norm"),
+        ({"conv_channels": (8, 8)}, "conv_channels"),
+        ({"lr": -1.0}, "VAEConfig.lr"),
+        ({"batch_size": 0}, "VAEConfig.batch_size"),
+        ({"device": "gpu"}, "device"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VAEConfig(**kwargs)
