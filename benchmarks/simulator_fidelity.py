@@ -1,0 +1,240 @@
+"""How close is the mock SDSS sky to the real one? Compares ``galppl.simulate`` with the real
+SDSS extracts in ../shared/data/sdss (see PROVENANCE.md there):
+
+(a) classifier two-sample test on (u-g, g-r, r-i, i-z, r, z, log M*) against
+    dr9_galaxyzoo_5k (held-out ROC AUC of a gradient-boosted classifier, 5-fold; 0.5 means
+    indistinguishable; goal <= 0.65), with per-feature AUCs saying what gives the mock away;
+(b) the SFR-M* plane against gswlc2_subset_1k: main-sequence ridge and quenched fraction
+    in mass bins;
+(c) M_BH-sigma against bh_msigma_compilation: slope, intercept, scatter;
+(d) n(z) and r-magnitude distributions: quantiles and KS statistics;
+plus the O/H of metallicity-detected galaxies against the Wu & Boada 2019 labels
+(MPA-JHU oh_p50: mean ~8.91, sd ~0.20).
+
+Run: .venv/bin/python benchmarks/simulator_fidelity.py [--quick] [--out DIR] [--seed S]
+Prints every number and a summary table; writes figures to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = ("u-g", "g-r", "r-i", "i-z", "r", "z", "log_mstar")
+MASS_BINS = np.arange(9.0, 11.75, 0.5)
+
+
+def _real_catalogs():
+    from galppl.data.loaders import load_bh_compilation, load_galaxyzoo, load_gswlc
+    from galppl.data.paths import sdss_data_dir
+
+    folder = sdss_data_dir()
+    if folder is None:
+        sys.exit("../shared/data/sdss is absent (set GALPPL_SDSS_DATA): nothing real to compare with")
+    gz = load_galaxyzoo(folder / "dr9_galaxyzoo_5k.csv")
+    gz = gz.isel(galaxy=np.flatnonzero(gz["quality"].values == 0))
+    gsw = load_gswlc(folder / "gswlc2_subset_1k.csv")
+    bh = load_bh_compilation(folder / "bh_msigma_compilation.csv")
+    labels = folder / "wu_boada_cutouts" / "labels.csv"
+    oh = None
+    if labels.exists():
+        import pandas as pd
+
+        oh = pd.read_csv(labels)["oh_p50"].to_numpy(dtype=float)
+    return gz, gsw, bh, oh
+
+
+def features(mag, z, log_mstar) -> np.ndarray:
+    """(N, 7) array of u-g, g-r, r-i, i-z, r, z, log M* from (N, 5) ugriz magnitudes."""
+    return np.column_stack([mag[:, 0] - mag[:, 1], mag[:, 1] - mag[:, 2], mag[:, 2] - mag[:, 3],
+                            mag[:, 3] - mag[:, 4], mag[:, 2], z, log_mstar])  # fmt: skip
+
+
+def classifier_auc(x_mock, x_real, seed=0, folds=5) -> float:
+    """Held-out ROC AUC (k-fold) of a HistGradientBoostingClassifier separating mock from real."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    x = np.vstack([x_mock, x_real])
+    y = np.r_[np.zeros(len(x_mock)), np.ones(len(x_real))]
+    clf = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(clf, x, y, cv=cv, scoring="roc_auc").mean())
+
+
+def ridge_and_quenched(log_m, log_sfr, bins=MASS_BINS, cut=-11.0):
+    """Per mass bin: median log SFR of star-forming galaxies (log sSFR > cut) and quenched fraction."""
+    ridge, fq, count = [], [], []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        m = (log_m >= lo) & (log_m < hi) & np.isfinite(log_sfr)
+        ssfr = log_sfr[m] - log_m[m]
+        sf = ssfr > cut
+        ridge.append(np.median(log_sfr[m][sf]) if sf.sum() > 5 else np.nan)
+        fq.append(1 - sf.mean() if m.sum() > 5 else np.nan)
+        count.append(int(m.sum()))
+    return np.array(ridge), np.array(fq), np.array(count)
+
+
+def msigma_fit(log_sigma, log_mbh):
+    """OLS fit log M_BH = a + b log10(sigma / 200 km/s); returns (intercept, slope, rms scatter)."""
+    x = log_sigma - np.log10(200.0)
+    ok = np.isfinite(x) & np.isfinite(log_mbh)
+    b, a = np.polyfit(x[ok], log_mbh[ok], 1)
+    return float(a), float(b), float(np.std(log_mbh[ok] - a - b * x[ok]))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer mock galaxies (2,000)")
+    parser.add_argument("--out", default="runs/benchmarks/fidelity", help="folder for figures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+
+    from scipy.stats import ks_2samp
+
+    from galppl.data.simulate import simulate
+
+    gz, gsw, bh, oh_real = _real_catalogs()
+    n_real = gz.sizes["galaxy"]
+    n_mock = 2000 if args.quick else n_real
+    t0 = time.perf_counter()
+    mock = simulate(n_mock, seed=args.seed, image_size=None, cache=False)
+    print(f"simulated {n_mock} mock galaxies in {time.perf_counter() - t0:.1f} s; real: {n_real} (Galaxy Zoo, unflagged)")
+    results: dict[str, float] = {}
+
+    # (a) classifier two-sample test. The Galaxy Zoo magnitudes stop sharply at r = 17.77 (only
+    # 1% beyond), which only extinction-corrected magnitudes do under the MGS cut: compare with
+    # the mock's extinction-corrected magnitudes (and report the raw ones too).
+    real_mag = gz["mag"].values
+    x_real = features(real_mag, gz["z"].values, gz["log_mstar"].values)
+    mag_dered = mock["mag"].values - mock["extinction"].values
+    x_mock = features(mag_dered, mock["z"].values, mock["log_mstar"].values)
+    x_mock_raw = features(mock["mag"].values, mock["z"].values, mock["log_mstar"].values)
+    auc = classifier_auc(x_mock, x_real, seed=args.seed)
+    auc_raw = classifier_auc(x_mock_raw, x_real, seed=args.seed)
+    results["auc_all_features"] = auc
+    results["auc_all_features_raw_mags"] = auc_raw
+    print(f"\n(a) classifier two-sample test (5-fold ROC AUC; 0.5 = indistinguishable, goal <= 0.65)")
+    print(f"    all 7 features, extinction-corrected mock mags: AUC = {auc:.3f}")
+    print(f"    all 7 features, raw mock mags:                  AUC = {auc_raw:.3f}")
+    print("    per feature (one-feature classifier) | mock median | real median")
+    for j, name in enumerate(FEATURES):
+        a = classifier_auc(x_mock[:, [j]], x_real[:, [j]], seed=args.seed)
+        results[f"auc_{name}"] = a
+        print(f"      {name:10s} AUC = {a:.3f} | {np.median(x_mock[:, j]):7.3f} | {np.median(x_real[:, j]):7.3f}")
+    without = {}
+    for j, name in enumerate(FEATURES):
+        keep = [k for k in range(len(FEATURES)) if k != j]
+        without[name] = classifier_auc(x_mock[:, keep], x_real[:, keep], seed=args.seed)
+    print("    AUC without each feature: " + ", ".join(f"{k} {v:.3f}" for k, v in without.items()))
+
+    # (b) SFR-M* plane
+    ridge_m, fq_m, n_m = ridge_and_quenched(mock["log_mstar"].values, mock["log_sfr"].values)
+    ridge_r, fq_r, n_r = ridge_and_quenched(gsw["log_mstar"].values, gsw["log_sfr"].values)
+    print("\n(b) SFR-M*: main-sequence ridge (median log SFR, log sSFR > -11) and quenched fraction")
+    print("    mass bin     | ridge mock | ridge GSWLC | f_q mock | f_q GSWLC | N mock | N GSWLC")
+    for i, (lo, hi) in enumerate(zip(MASS_BINS[:-1], MASS_BINS[1:])):
+        print(f"    {lo:4.1f}-{hi:4.1f}    | {ridge_m[i]:10.2f} | {ridge_r[i]:11.2f} | {fq_m[i]:8.2f} | {fq_r[i]:9.2f} |"
+              f" {n_m[i]:6d} | {n_r[i]:7d}")  # fmt: skip
+    results["ridge_rms_diff"] = float(np.sqrt(np.nanmean((ridge_m - ridge_r) ** 2)))
+    results["fq_rms_diff"] = float(np.sqrt(np.nanmean((fq_m - fq_r) ** 2)))
+
+    # (c) M_BH-sigma
+    ok = (bh["mbh_upper_limit"].values == 0) if "mbh_upper_limit" in bh else np.ones(bh.sizes["galaxy"], bool)
+    a_r, b_r, s_r = msigma_fit(np.log10(bh["sigma"].values[ok]), bh["log_mbh"].values[ok])
+    a_m, b_m, s_m = msigma_fit(np.log10(mock["sigma"].values), mock["log_mbh"].values)
+    a_t, b_t, s_t = msigma_fit(np.log10(mock["true_sigma"].values), mock["true_log_mbh"].values)
+    print("\n(c) M_BH-sigma fit log M_BH = a + b log(sigma/200)")
+    print(f"    real compilation ({ok.sum()} measurements): a = {a_r:.2f}, b = {b_r:.2f}, scatter = {s_r:.2f} dex")
+    print(f"    mock catalog (log_mbh from measured sigma): a = {a_m:.2f}, b = {b_m:.2f}, scatter = {s_m:.2f} dex")
+    print(f"    mock truth (true_log_mbh vs true sigma):    a = {a_t:.2f}, b = {b_t:.2f}, scatter = {s_t:.2f} dex")
+    results.update(msigma_real_slope=b_r, msigma_real_scatter=s_r, msigma_true_slope=b_t, msigma_true_scatter=s_t)
+    miss = np.isnan(mock["sigma"].values).mean()
+    print(f"    mock sigma missing (outside 70-420 km/s): {miss:.1%}")
+
+    # (d) n(z) and r
+    q = [0.05, 0.25, 0.5, 0.75, 0.95]
+    print("\n(d) distributions: quantiles 5/25/50/75/95% and two-sample KS statistic")
+    for name, vm, vr in (
+        ("z", mock["z"].values, gz["z"].values),
+        ("r (dered.)", mag_dered[:, 2], real_mag[:, 2]),
+        ("log M*", mock["log_mstar"].values, gz["log_mstar"].values),
+    ):
+        ks = ks_2samp(vm, vr).statistic
+        results[f"ks_{name.split()[0]}"] = float(ks)
+        print(f"    {name:10s} mock {np.round(np.quantile(vm, q), 3)}  real {np.round(np.quantile(vr, q), 3)}  KS = {ks:.3f}")
+    hist, edges = np.histogram(mock["z"].values, bins=np.arange(0.0, 0.31, 0.02))
+    results["nz_peak"] = float(edges[np.argmax(hist)] + 0.01)
+    print(f"    mock n(z) peak (0.02 bins): z = {results['nz_peak']:.2f}")
+
+    # O/H of metallicity-detected galaxies
+    det = mock["oh_detected"].values == 1
+    oh_m = mock["oh"].values[det]
+    results.update(oh_mean=float(oh_m.mean()), oh_sd=float(oh_m.std()), oh_detected_fraction=float(det.mean()))
+    real_txt = f"real (Wu & Boada 2019, {len(oh_real)}): mean {oh_real.mean():.3f}, sd {oh_real.std():.3f}" if oh_real is not None else ""
+    print(f"\nO/H of detected galaxies: mock mean {oh_m.mean():.3f}, sd {oh_m.std():.3f} ({det.mean():.1%} detected); {real_txt}")
+
+    if not args.no_plots:
+        _plots(Path(args.out), x_mock, x_real, mock, gsw, bh, ok, mag_dered, real_mag, gz)
+        print(f"\nfigures written to {args.out}/")
+
+    print("\nsummary")
+    for k, v in results.items():
+        print(f"    {k:32s} {v:8.3f}")
+    return results
+
+
+def _plots(out: Path, x_mock, x_real, mock, gsw, bh, ok, mag_dered, real_mag, gz):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    pairs = [(1, 0), (1, 2), (2, 3), (5, 1), (5, 0), (6, 1), (4, 6), (5, 6)]
+    for ax, (i, j) in zip(axes.ravel(), pairs):
+        ax.scatter(x_real[:, i], x_real[:, j], s=2, alpha=0.3, label="SDSS DR9 (Galaxy Zoo)")
+        ax.scatter(x_mock[:, i], x_mock[:, j], s=2, alpha=0.3, label="mock")
+        ax.set_xlabel(FEATURES[i])
+        ax.set_ylabel(FEATURES[j])
+        lo = np.percentile(np.r_[x_real[:, i], x_mock[:, i]], [0.5, 99.5])
+        hi = np.percentile(np.r_[x_real[:, j], x_mock[:, j]], [0.5, 99.5])
+        ax.set_xlim(*lo)
+        ax.set_ylim(*hi)
+    axes[0, 0].legend(markerscale=5)
+    fig.tight_layout()
+    fig.savefig(out / "colours.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    axes[0].scatter(gsw["log_mstar"], gsw["log_sfr"], s=3, alpha=0.5, label="GSWLC-2")
+    axes[0].scatter(mock["log_mstar"], mock["log_sfr"], s=2, alpha=0.2, label="mock")
+    axes[0].set(xlabel="log M*", ylabel="log SFR", xlim=(8, 12), ylim=(-4, 2))
+    axes[0].legend(markerscale=5)
+    sig = bh["sigma"].values[ok]
+    axes[1].scatter(np.log10(sig), bh["log_mbh"].values[ok], s=6, label="compilation")
+    axes[1].scatter(np.log10(mock["true_sigma"]), mock["true_log_mbh"], s=2, alpha=0.2, label="mock truth")
+    axes[1].set(xlabel="log sigma [km/s]", ylabel="log M_BH")
+    axes[1].legend(markerscale=3)
+    bins = np.arange(0, 0.31, 0.01)
+    axes[2].hist(gz["z"].values, bins, density=True, histtype="step", label="real")
+    axes[2].hist(mock["z"].values, bins, density=True, histtype="step", label="mock")
+    axes[2].set(xlabel="z")
+    axes[2].legend()
+    bins = np.arange(13, 18.1, 0.1)
+    axes[3].hist(real_mag[:, 2], bins, density=True, histtype="step", label="real")
+    axes[3].hist(mag_dered[:, 2], bins, density=True, histtype="step", label="mock")
+    axes[3].set(xlabel="r (mag)")
+    fig.tight_layout()
+    fig.savefig(out / "physics.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

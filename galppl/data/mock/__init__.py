@@ -1,0 +1,8 @@
+"""Building blocks of the mock SDSS sky (``galppl.data.simulate`` assembles them).
+
+- ``population``: cosmology tables, Baldry et al. 2012 mass function x volume, MGS selection;
+- ``properties``: star formation, quenching, metallicity, sigma, black holes, dust, sizes, morphology;
+- ``photometry``: two-template SEDs, Bell et al. 2003 M/L, k-corrections, extinction, errors;
+- ``lines``: fibre emission lines (star formation, AGN, retired galaxies), noise, detectability;
+- ``images``: gri stamp rendering (bulge + disc, PSF, noise).
+"""
