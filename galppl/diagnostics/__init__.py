@@ -1,0 +1,45 @@
+"""Diagnostics of galppl posteriors: accuracy, calibration, uncertainty split, detectability.
+
+Every function takes an ``arviz.InferenceData`` with ``posterior`` draws (chain, draw, galaxy)
+and the truth in ``observed_data`` (galaxy,), and returns an ``xarray.Dataset``; plots return a
+``matplotlib.figure.Figure``. `report` writes all of them into one Markdown report.
+"""
+
+from ._checks import DiagnosticsError
+from .accuracy import accuracy, point_metrics
+from .calibration import coverage, pit, pit_uniformity, tarp, tarp_coverage
+from .detection import detection
+from .plots import (
+    plot_coverage,
+    plot_pit_ecdf,
+    plot_pred_vs_true,
+    plot_reliability,
+    plot_sbc,
+    plot_tarp,
+    plot_uncertainty,
+)
+from .report import report
+from .sbc import sbc
+from .uncertainty import uncertainty_split
+
+__all__ = [
+    "DiagnosticsError",
+    "accuracy",
+    "coverage",
+    "detection",
+    "pit",
+    "pit_uniformity",
+    "plot_coverage",
+    "plot_pit_ecdf",
+    "plot_pred_vs_true",
+    "plot_reliability",
+    "plot_sbc",
+    "plot_tarp",
+    "plot_uncertainty",
+    "point_metrics",
+    "report",
+    "sbc",
+    "tarp",
+    "tarp_coverage",
+    "uncertainty_split",
+]

@@ -1,0 +1,256 @@
+"""One Markdown report with every diagnostic's table and figure.
+
+`report` writes ``report.md`` and PNG figures (embedded by relative path) into a folder.
+Sections whose inputs are absent (no detection head in a lines model, no ensemble, fewer than
+two parameters for TARP) are skipped with a note saying why, never silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ._checks import DiagnosticsError, is_simulated, require, resolve_var_names
+from .accuracy import accuracy
+from .calibration import coverage, pit, pit_uniformity, tarp
+from .detection import detection
+from .plots import (
+    plot_coverage,
+    plot_pit_ecdf,
+    plot_pred_vs_true,
+    plot_reliability,
+    plot_sbc,
+    plot_tarp,
+    plot_uncertainty,
+)
+from .sbc import sbc
+from .uncertainty import uncertainty_split
+
+REPORT_NAME = "report.md"
+FIG_DPI = 110
+# TARP needs every truth of a galaxy: a parameter measured for few galaxies (oh, only where
+# detected) would shrink the joint test to those few, so it is left out below this fraction.
+TARP_MIN_TRUTH_FRACTION = 0.8
+
+
+def _fmt(value) -> str:
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if not np.isfinite(value):
+        return "n/a"
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _per_parameter(ds: xr.Dataset, columns: Sequence[str]) -> str:
+    rows = [
+        [str(p)] + [ds[c].sel(parameter=p).item() for c in columns] for p in ds["parameter"].values
+    ]
+    return _table(["parameter", *columns], rows)
+
+
+class _Writer:
+    """Collects Markdown and figures in ``out_dir``."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.lines: list[str] = []
+
+    def add(self, text: str = "") -> None:
+        self.lines.append(text)
+
+    def figure(self, fig, name: str, caption: str) -> None:
+        fig.savefig(self.out_dir / f"{name}.png", dpi=FIG_DPI)
+        self.add(f"![{caption}]({name}.png)")
+        self.add()
+
+    def section(self, heading: str, body: Callable[[], None]) -> None:
+        self.add(f"## {heading}")
+        self.add()
+        try:
+            body()
+        except DiagnosticsError as err:
+            self.add(f"_Skipped: {err}_")
+            self.add()
+
+
+def report(
+    idata,
+    out_dir: str | Path,
+    *,
+    ensemble: Sequence | None = None,
+    title: str = "galppl report",
+    var_names: Sequence[str] | None = None,
+    seed: int = 0,
+    band_trials: int = 500,
+) -> Path:
+    """Write all diagnostic figures (PNG) and ``report.md`` into ``out_dir``; return its path.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Needs ``posterior`` and ``observed_data``; ``oh_detected``/``p_oh_detected`` enable the
+        detection section, ``constant_data["mag"]`` with band ``r`` the accuracy-by-magnitude
+        table.
+    out_dir : str or Path
+        Created if needed; existing files of the same names are overwritten.
+    ensemble : list of InferenceData, optional
+        K >= 2 fits of the same galaxies for the aleatoric/epistemic table (`uncertainty_split`).
+    var_names : list of str, optional
+        Parameters to report; default every continuous parameter with a truth.
+    seed : int
+        Seed of the PIT tie-breaking, the ECDF bands and the TARP reference points.
+    band_trials : int
+        Simulations behind each figure's simultaneous ECDF band (about 2 ms each per panel).
+    """
+    require(idata, "report", "posterior")
+    require(idata, "report", "observed_data")
+    names = resolve_var_names(idata, var_names, "report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    w = _Writer(out)
+    simulated = is_simulated(idata)
+    n_gal = idata.posterior.sizes.get("galaxy", 0)
+    w.add(f"# {title}")
+    w.add()
+    w.add(
+        f"{n_gal} galaxies; parameters: {', '.join(names)}; truths are "
+        + ("simulated (calibration tests are SBC)." if simulated else "catalog values (held-out PIT, not SBC).")
+    )
+    cd = idata.constant_data if "constant_data" in idata.groups() else None
+    if cd is not None and "usable" in cd:
+        n_bad = int((~cd["usable"].values.astype(bool)).sum())
+        if n_bad:
+            w.add(
+                f"{n_bad} galaxies have unusable inputs (NaN draws) and are counted as missing "
+                "in every table below."
+            )
+    w.add()
+
+    def _accuracy():
+        acc = accuracy(idata, names)
+        w.add(
+            "R^2 and RMSE in parameter units; bias and NMAD of the residual (dz/(1+z) for z); "
+            "outliers: |dz|/(1+z) > 0.05 for z, |residual| > 3 NMAD otherwise."
+        )
+        w.add()
+        w.add(_per_parameter(acc, ["units", "count", "n_missing", "r2", "rmse", "bias", "nmad", "outlier_fraction"]))
+        w.add()
+        if cd is not None and "mag" in cd and "band" in cd["mag"].dims and "r" in cd["mag"]["band"].values:
+            binned = accuracy(idata, names, by=("mag", "r"), bins=4)
+            w.add("NMAD in quantile bins of r magnitude:")
+            w.add()
+            heads = [f"r {lo:.2f}-{hi:.2f}" for lo, hi in zip(binned["bin_low"].values, binned["bin_high"].values, strict=True)]
+            rows = [[str(p)] + list(binned["nmad"].sel(parameter=p).values) for p in binned["parameter"].values]
+            w.add(_table(["parameter", *heads], rows))
+            w.add()
+        w.figure(plot_pred_vs_true(idata, names, seed=seed), "pred_vs_true", "posterior mean vs truth")
+
+    def _pit():
+        pit_ds = pit(idata, names, seed=seed)
+        uni = pit_uniformity(pit_ds, seed=seed)
+        w.add(
+            f"PIT = P(theta <= truth | data), label: {pit_ds.attrs['label']}. Calibrated: mean 0.5, "
+            "std 0.289 (smaller: under-confident, larger: over-confident), KS p-value not small, "
+            "ECDF inside the 99% simultaneous band."
+        )
+        w.add()
+        w.add(_per_parameter(uni, ["n", "mean", "std", "ks_pvalue", "ecdf_in_band"]))
+        w.add()
+        w.figure(plot_pit_ecdf(pit_ds, seed=seed, num_trials=band_trials), "pit_ecdf", "PIT ECDF difference")
+
+    def _coverage():
+        cov = coverage(idata, var_names=names)
+        w.add("Empirical coverage of central credible intervals (nominal in the header).")
+        w.add()
+        rows = []
+        for p in cov["parameter"].values:
+            row = [str(p), cov["count"].sel(parameter=p).item()]
+            for lev in (0.68, 0.95):
+                c = cov.sel(parameter=p, level=lev)
+                row += [c["coverage"].item(), c["deviation"].item()]
+            rows.append(row)
+        w.add(_table(["parameter", "n", "68%", "68% dev (sigma)", "95%", "95% dev (sigma)"], rows))
+        w.add()
+        w.figure(plot_coverage(cov), "coverage", "coverage vs nominal")
+
+    def _tarp():
+        obs = idata.observed_data
+        have = {n: float(np.isfinite(obs[n].values).mean()) for n in names}
+        used = [n for n in names if have[n] >= TARP_MIN_TRUTH_FRACTION]
+        if len(used) < 2:
+            raise DiagnosticsError(
+                "TARP is a joint test and needs at least two parameters with a truth for "
+                f"{TARP_MIN_TRUTH_FRACTION:.0%} of the galaxies; have "
+                + ", ".join(f"{n} ({f:.0%})" for n, f in have.items())
+            )
+        joint = tarp(idata, used, seed=seed)
+        w.add(
+            f"Joint coverage of {', '.join(used)} on {joint.attrs['n_galaxies']} galaxies with all "
+            "these truths (TARP, Lemos et al. 2023). ATC < 0: over-confident, > 0: under-confident."
+        )
+        left = [f"{n} ({have[n]:.0%})" for n in names if n not in used]
+        if left:
+            w.add(
+                f"Left out, with a truth for fewer than {TARP_MIN_TRUTH_FRACTION:.0%} of the galaxies: "
+                + ", ".join(left) + "."
+            )
+        w.add()
+        w.add(_table(["ATC", "max abs(ECP - alpha)", "KS p-value"],
+                     [[joint["atc"].item(), joint["ks_statistic"].item(), joint["ks_pvalue"].item()]]))
+        w.add()
+        w.figure(plot_tarp(joint), "tarp", "TARP expected coverage")
+
+    def _sbc():
+        ranks = sbc(idata, names, seed=seed)
+        w.add(f"Rank of the truth among {ranks.attrs['n_draws']} draws; label: **{ranks.attrs['label']}**.")
+        w.add()
+        w.add(_per_parameter(ranks, ["n", "chi2", "chi2_pvalue", "ks_pvalue", "ecdf_in_band"]))
+        w.add()
+        w.figure(plot_sbc(ranks, seed=seed, num_trials=band_trials), "sbc", "rank ECDF difference")
+
+    def _detection():
+        det = detection(idata)
+        w.add(f"Predicted {det.attrs['probability']} against observed {det.attrs['variable']} "
+              f"(threshold {det.attrs['threshold']}).")
+        w.add()
+        keys = ["n", "base_rate", "accuracy", "precision", "recall", "roc_auc", "brier"]
+        w.add(_table(keys, [[det[k].item() for k in keys]]))
+        w.add()
+        c = det["confusion"].values
+        w.add(_table(["", "predicted 0", "predicted 1"], [["true 0", *c[0]], ["true 1", *c[1]]]))
+        w.add()
+        w.figure(plot_reliability(det), "reliability", "reliability diagram")
+
+    def _uncertainty():
+        if ensemble is None:
+            raise DiagnosticsError("no ensemble given (pass ensemble=[idata_1, ..., idata_K])")
+        unc = uncertainty_split(ensemble, [n for n in names if n in ensemble[0].posterior])
+        w.add(f"Ensemble of {unc.attrs['n_models']} fits on {unc.attrs['n_galaxies']} galaxies.")
+        w.add()
+        w.add(_per_parameter(unc, ["sigma_ale", "sigma_epi", "sigma_total", "frac_epi"]))
+        w.add()
+        w.figure(plot_uncertainty(unc), "uncertainty", "aleatoric vs epistemic")
+
+    w.section("Accuracy", _accuracy)
+    w.section("Calibration: PIT", _pit)
+    w.section("Calibration: coverage", _coverage)
+    w.section("Calibration: TARP (joint)", _tarp)
+    w.section("SBC" if simulated else "Rank statistics (held-out PIT, not SBC)", _sbc)
+    w.section("Detectability", _detection)
+    w.section("Aleatoric vs epistemic uncertainty", _uncertainty)
+
+    path = out / REPORT_NAME
+    path.write_text("\n".join(w.lines) + "\n")
+    return path
