@@ -1,0 +1,110 @@
+"""The emission-line figures and the per-galaxy BPT summaries they draw."""
+
+from __future__ import annotations
+
+import io
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+from galppl.data.schema import LINE_FLUXES
+from galppl.lines_figures import (
+    plot_bpt,
+    plot_bpt_reliability,
+    plot_lines_corner,
+    plot_lines_pred_vs_true,
+    reliability_table,
+    signed_log1p,
+)
+from galppl.models.lines import BPT_OUTCOMES, bpt_probabilities, derived_quantities, mean_bpt_ratios
+
+
+@pytest.fixture(scope="module")
+def idata():
+    """30 draws for 25 galaxies: lognormal fluxes around a truth, some negative [O III] draws."""
+    rng = np.random.default_rng(0)
+    galaxy = np.arange(100, 125)
+    truth = np.exp(rng.normal(4, 1, size=(25, 4)))
+    truth[:5, 3] = -2.0  # measured [O III] below zero: undefined truth class
+    draws = truth[None] * np.exp(rng.normal(0, 0.3, size=(30, 25, 4)))
+    draws[:, :5, 3] = rng.normal(0, 5, size=(30, 5))
+    dims = ("chain", "draw", "galaxy")
+    posterior = xr.Dataset({name: (dims, draws[None, ..., k]) for k, name in enumerate(LINE_FLUXES)},
+                           coords={"chain": [0], "draw": np.arange(30), "galaxy": galaxy})
+    posterior = posterior.merge(derived_quantities(posterior))
+    observed = xr.Dataset({name: ("galaxy", truth[:, k]) for k, name in enumerate(LINE_FLUXES)},
+                          coords={"galaxy": galaxy})
+    return az.InferenceData(posterior=posterior, observed_data=observed)
+
+
+def _renders(fig):
+    assert isinstance(fig, Figure)
+    fig.savefig(io.BytesIO(), format="png", dpi=40)
+
+
+def test_bpt_probabilities_are_the_draw_fractions(idata):
+    p = bpt_probabilities(idata.posterior)
+    assert p.dims == ("galaxy", "bpt_class")
+    assert list(p["bpt_class"].values) == list(BPT_OUTCOMES)
+    np.testing.assert_allclose(p.sum("bpt_class"), 1.0, rtol=1e-6)
+    classes = idata.posterior["bpt_class"].values[0]
+    np.testing.assert_allclose(p.sel(bpt_class="undefined"), (classes == -1).mean(0), rtol=1e-6)
+    # the same from the bare line draws (p_bpt_* recomputed)
+    bare = idata.posterior[list(LINE_FLUXES)]
+    xr.testing.assert_allclose(bpt_probabilities(bare), p)
+
+
+def test_mean_bpt_ratios_average_only_defined_draws(idata):
+    means = mean_bpt_ratios(idata.posterior)
+    post = idata.posterior.isel(chain=0)
+    g = 110  # all draws positive
+    expected = np.mean(np.log10(post["flux_nii"].sel(galaxy=g) / post["flux_halpha"].sel(galaxy=g)))
+    np.testing.assert_allclose(means["n2"].sel(galaxy=g), expected, rtol=1e-6)
+    assert float(means["defined_fraction"].sel(galaxy=g)) == 1.0
+    negative = (post["flux_oiii"].sel(galaxy=100) <= 0).mean()
+    np.testing.assert_allclose(means["defined_fraction"].sel(galaxy=100), 1 - negative)
+
+
+def test_reliability_table_hand_computed():
+    p = np.array([[1.0, 0.0, 0.0, 0.0],
+                  [0.0, 1.0, 0.0, 0.0],
+                  [0.5, 0.5, 0.0, 0.0],
+                  [np.nan] * 4])
+    outcome = np.array([0, 2, -1, 0])  # -1: undefined, the last column
+    table = reliability_table(p, outcome, bins=2)
+    # Brier: 0, then (1 + 1), then (0.25 + 0.25 + 1); the NaN galaxy left out
+    assert table.attrs["brier"] == pytest.approx((0 + 2 + 1.5) / 3)
+    assert table.attrs["n_galaxies"] == 3
+    assert table["count"].values.tolist() == [8, 4]  # edges 0, 0.5, 1: the 8 zeros low, the 1s and 0.5s high
+    # high bin: p = 1, 1, 0.5, 0.5 with outcomes 1, 0, 0, 0
+    assert table["observed"].values[1] == pytest.approx(0.25)
+    assert table["predicted"].values[1] == pytest.approx(0.75)
+
+
+def test_figures_render(idata):
+    _renders(plot_bpt(idata, s=10))
+    _renders(plot_lines_pred_vs_true(idata, max_errorbars=5))
+    _renders(plot_lines_corner(idata, 103, bins=10))
+    _renders(plot_lines_corner(idata, 103, log_space=False))
+    table = reliability_table(bpt_probabilities(idata.posterior).values, np.zeros(25, int))
+    _renders(plot_bpt_reliability({"galppl": table}))
+
+
+def test_figures_name_bad_input(idata):
+    with pytest.raises(ValueError, match="galaxy 7"):
+        plot_lines_corner(idata, 7)
+    with pytest.raises(ValueError, match="flux_nii"):
+        plot_bpt(idata, truth=idata.observed_data.drop_vars("flux_nii"))
+
+
+def test_signed_log1p_matches_the_chain_transform():
+    import torch
+
+    from galppl.models.chain import VALUE_TRANSFORMS
+
+    x = np.array([-1e6, -50.0, -1.5, 0.0, 0.3, 1e6])
+    forward, _ = VALUE_TRANSFORMS["signed_log1p"]
+    np.testing.assert_allclose(signed_log1p(x), forward(torch.tensor(x)).numpy())
