@@ -28,10 +28,10 @@ from astropy.visualization import make_lupton_rgb  # noqa: E402
 MASS_BINS = [(9.0, 9.75), (9.75, 10.25), (10.25, 10.75), (10.75, 11.25), (11.25, 12.5)]
 SSFR_BINS = [(-14.0, -11.5), (-11.5, -10.75), (-10.75, -10.25), (-10.25, -8.0)]
 # Per-band weights before the arcsinh stretch (g boosted, as in SDSS composites, so that
-# g-r ~ 0.85, r-i ~ 0.4 is grey: star-forming discs look blue-white, old bulges
-# yellow-orange), the stretch in nanomaggies per pixel, and the black point in units of
-# each band's sky noise (SDSS composites also set the sky to black).
-BAND_WEIGHT = {"g": 3.0, "r": 1.45, "i": 1.0}
+# g-r ~ 0.55, r-i ~ 0.25 is grey: star-forming discs look blue-white, red-sequence galaxies
+# (g-r ~ 0.8-1.0) yellow-orange as in the SDSS JPEGs), the stretch in nanomaggies per pixel,
+# and the black point in units of each band's sky noise (SDSS composites also set the sky to black).
+BAND_WEIGHT = {"g": 2.2, "r": 1.3, "i": 1.0}
 STRETCH, Q, BLACK_SIGMAS = 0.4, 8.0, 1.0
 
 

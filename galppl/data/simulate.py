@@ -27,10 +27,11 @@ from galppl.data.mock import properties as mprop
 from galppl.data.schema import BANDS, CHANNELS, FLUX_UNIT, attrs_for, flag, new_catalog, validate
 from galppl.physics import H0, OMEGA_M, log_mbh_from_sigma
 
-SIMULATOR_VERSION = "galppl-mock-sky 0.1"
+SIMULATOR_VERSION = "galppl-mock-sky 0.2"
 CACHE_ENV = "GALPPL_CACHE"
 PIXEL_SCALE = 0.396  # arcsec / pixel (SDSS)
 _MAX_BATCH = 200_000
+MSTAR_FIT_NOISE = 0.04  # dex: SED-fit mass scatter at fixed photometry (model grid, noise)
 
 CITATIONS = (
     "Baldry et al. 2012, MNRAS 421, 621 (stellar mass function)",
@@ -122,7 +123,21 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
 
     ebv_mw = mp.draw_mw_ebv(rng, size)
     dm = dist.distance_modulus(z)
-    phot = mp.galaxy_photometry(tables.sed, z, dm, log_m, log_ssfr, ebv_star, bt, ebv_mw)
+
+    fib_tot, fib_b, _ = ml.fibre_fraction(r50_b, r50_d, q_bulge, q_disc, bt, psf_r)
+    fib_pt = ml.point_source_fraction(psf_r)
+    agn = ml.draw_agn_type(rng, log_m, bt)
+    dl = dist.luminosity_distance(z)
+    true_lines, total_lines = ml.true_line_fluxes(
+        rng, log_sfr=log_sfr, log_mstar=log_m, oh=oh, a_halpha=a_ha, lum_dist_mpc=dl,
+        fibre_total=fib_tot, fibre_bulge=fib_b, fibre_point=fib_pt, agn_type=agn, quenched=quenched,
+        total=True,
+    )  # fmt: skip
+
+    # stellar continuum, then the whole galaxy's emission lines in the bands they fall in
+    ml_offset = mp.ML_INTRINSIC_SCATTER * rng.standard_normal(size)
+    phot = mp.galaxy_photometry(tables.sed, z, dm, log_m, log_ssfr, ebv_star, bt, ebv_mw, ml_offset)
+    phot = mp.add_emission_lines(phot, mp.line_band_fluxes(z, total_lines.as_dict_short(), a_ha), quenched)
     mag, mag_err = mp.observe_magnitudes(rng, phot.mag, r50, psf_r)
 
     # Petrosian r: captures ~99% of an exponential and ~82% of a de Vaucouleurs profile
@@ -131,23 +146,18 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
     mag_petro_r = phot.mag[:, 2] - 2.5 * np.log10(petro_frac) + (mag[:, 2] - phot.mag[:, 2]) - phot.extinction[:, 2]
     mu50_r = mag_petro_r + 2.5 * np.log10(2.0 * np.pi * r50**2)
 
-    fib_tot, fib_b, _ = ml.fibre_fraction(r50_b, r50_d, q_bulge, q_disc, bt, psf_r)
-    fib_pt = ml.point_source_fraction(psf_r)
-    agn = ml.draw_agn_type(rng, log_m, bt)
-    dl = dist.luminosity_distance(z)
-    true_lines = ml.true_line_fluxes(
-        rng, log_sfr=log_sfr, log_mstar=log_m, oh=oh, a_halpha=a_ha, lum_dist_mpc=dl,
-        fibre_total=fib_tot, fibre_bulge=fib_b, fibre_point=fib_pt, agn_type=agn, quenched=quenched,
-    )  # fmt: skip
     line_err = ml.line_errors(rng, true_lines)
     lines = ml.measure_lines(rng, true_lines, line_err)
     detected = ml.metallicity_detectable(lines, line_err)
     oh_cat, oh_err = ml.measure_oh(rng, oh, lines, line_err, detected)
 
     sigma, sigma_err, sigma_spurious, sigma_missing = mprop.measure_sigma(rng, true_sigma)
-    # MPA-JHU-like catalog values: truth + the quoted error (mass ~0.09 dex; SFR ~0.15 dex on the
-    # main sequence, ~0.5 dex for quenched galaxies whose SFR comes from D4000)
+    # MPA-JHU-like catalog values. Stellar mass is fitted to the photometry: the colour-based
+    # estimate (blind to the galaxy's own M/L offset) plus a small fitting noise; its quoted
+    # error (0.07-0.12 dex) covers both. SFR: truth + the quoted error (~0.15 dex on the main
+    # sequence, ~0.5 dex for quenched galaxies whose SFR comes from D4000).
     mstar_err = rng.uniform(0.07, 0.12, size)
+    log_mstar_cat = log_m - ml_offset + MSTAR_FIT_NOISE * rng.standard_normal(size)
     sfr_err = np.where(quenched, rng.uniform(0.35, 0.7, size), rng.uniform(0.1, 0.25, size))
     ra, dec = mpop.sky_positions(rng, size)
     # Redshift errors of SDSS spectra are ~3e-5 (Bolton et al. 2012)
@@ -156,7 +166,7 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
     out = {
         "ra": ra, "dec": dec,
         "mag": mag, "mag_err": mag_err, "extinction": phot.extinction,
-        "log_mstar": log_m + mstar_err * rng.standard_normal(size), "log_mstar_err": mstar_err,
+        "log_mstar": log_mstar_cat, "log_mstar_err": mstar_err,
         "log_sfr": log_sfr + sfr_err * rng.standard_normal(size), "log_sfr_err": sfr_err,
         "z": z_obs,
         "sigma": sigma, "sigma_err": sigma_err,

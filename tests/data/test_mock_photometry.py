@@ -14,6 +14,10 @@ def table():
     return mp.SEDTable.build()
 
 
+# a nearly maximally young SED (youth is capped at YOUTH_MAX < 1: every galaxy keeps old stars)
+BLUE = 0.9 * mp.YOUTH_MAX
+
+
 def _colours(table, z, youth, ebv=0.0, log_mstar=10.5):
     n = np.size(z)
     dist = DistanceTable.build()
@@ -27,7 +31,7 @@ def _colours(table, z, youth, ebv=0.0, log_mstar=10.5):
 
 def test_k_corrections_grow_with_redshift_and_redness(table):
     red = [-np.diff(_colours(table, z, 0.02).mag[0])[1] for z in (0.02, 0.1, 0.2)]
-    blue = [-np.diff(_colours(table, z, 0.8).mag[0])[1] for z in (0.02, 0.1, 0.2)]
+    blue = [-np.diff(_colours(table, z, BLUE).mag[0])[1] for z in (0.02, 0.1, 0.2)]
     assert red[0] < red[1] < red[2] and blue[0] < blue[2]
     assert red[2] - red[0] > blue[2] - blue[0]
     # SIMULATOR.md: red galaxies at z = 0.1 have observed g-r ~ 0.95
@@ -36,7 +40,7 @@ def test_k_corrections_grow_with_redshift_and_redness(table):
 
 def test_rest_frame_colours_and_mass_to_light(table):
     red = _colours(table, 0.05, 0.02)
-    blue = _colours(table, 0.05, 0.8, ebv=0.1)
+    blue = _colours(table, 0.05, BLUE, ebv=0.1)
     ur_red = red.rest_mag[0, 0] - red.rest_mag[0, 2]
     ur_blue = blue.rest_mag[0, 0] - blue.rest_mag[0, 2]
     assert 2.2 < ur_red < 2.9 and 1.1 < ur_blue < 1.9
@@ -77,3 +81,14 @@ def test_split_youth_is_exact():
     wb, wd = mp.split_youth(w, bt)
     np.testing.assert_allclose(bt * wb + (1 - bt) * wd, w)
     assert (wb <= w + 1e-12).all() and (wd >= w - 1e-12).all() and (wb >= 0).all() and (wd <= 1).all()
+
+
+def test_emission_lines_land_in_the_right_band():
+    # H-alpha (6563 A) is in r at z = 0.02 and in i at z = 0.1; 1e-14 erg/s/cm2 in i is
+    # F lambda / c / integral(R / lambda) ~ 1e-14 * 7220 / 3e18 / ln(8250 / 6850) ~ 3.6 nanomaggies
+    lines = {k: np.array([0.0, 0.0]) for k in ("hbeta", "nii", "oiii")}
+    lines["halpha"] = np.array([1000.0, 1000.0])
+    f = mp.line_band_fluxes(np.array([0.02, 0.1]), lines, np.zeros(2))
+    assert f[0].argmax() == 2 and f[1].argmax() == 3
+    assert 2.0 < f[0, 2] < 5.0 and 2.0 < f[1, 3] < 5.0
+    assert f[:, [0, 1, 4]].max() < 1e-3 * f.max()

@@ -46,6 +46,9 @@ class LineFluxes:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {"flux_halpha": self.halpha, "flux_hbeta": self.hbeta, "flux_nii": self.nii, "flux_oiii": self.oiii}
 
+    def as_dict_short(self) -> dict[str, np.ndarray]:
+        return {"halpha": self.halpha, "hbeta": self.hbeta, "nii": self.nii, "oiii": self.oiii}
+
 
 def fibre_fraction(r50_bulge, r50_disc, q_bulge, q_disc, bulge_to_total, psf_fwhm):
     """Share of the galaxy's light inside the 1.5-arcsec-radius fibre (bulge n=4 + disc n=1).
@@ -112,7 +115,8 @@ def true_line_fluxes(
     fibre_point,
     agn_type,
     quenched,
-) -> LineFluxes:
+    total: bool = False,
+):
     """Noiseless fibre fluxes of H-alpha, H-beta, [N II] 6584 and [O III] 5007.
 
     Star formation: Kennicutt & Evans 2012 H-alpha x fibre fraction; N2 from O/H; [O III]/H-beta
@@ -121,6 +125,10 @@ def true_line_fluxes(
     et al. 2001). Quenched galaxies add weak, extended LINER-like emission from evolved stars
     (Cid Fernandes et al. 2011 "retired" galaxies, EW(Ha) ~ 1 A). All components are reddened
     by A(Ha) with case-B H-alpha/H-beta = 2.86 (Cardelli et al. 1989 k values).
+
+    Returns the fibre ``LineFluxes``; with ``total=True``, ``(fibre, whole_galaxy)``: the same
+    lines (same random draws) summed over the whole galaxy (aperture fractions set to 1), which
+    is what the broadband photometry sees.
     """
     n = np.shape(log_sfr)
     ha_sf = halpha_flux_total(log_sfr, lum_dist_mpc) * fibre_total
@@ -142,12 +150,26 @@ def true_line_fluxes(
 
     dust_ha = 10.0 ** (-0.4 * np.asarray(a_halpha))
     dust_hb = 10.0 ** (-0.4 * np.asarray(a_halpha) * K_HBETA / K_HALPHA)
-    comps = ((ha_sf, n2_sf, o3_sf), (ha_agn, n2_agn, o3_agn), (ha_ret, n2_ret, o3_ret))
-    ha = sum(c[0] for c in comps)
-    hb = sum(c[0] / BALMER_INTRINSIC for c in comps)
-    nii = sum(c[0] * 10.0 ** c[1] for c in comps)
-    oiii = sum(c[0] / BALMER_INTRINSIC * 10.0 ** c[2] for c in comps)
-    return LineFluxes(halpha=ha * dust_ha, hbeta=hb * dust_hb, nii=nii * dust_ha, oiii=oiii * dust_hb)
+
+    def combine(comps):
+        ha = sum(c[0] for c in comps)
+        hb = sum(c[0] / BALMER_INTRINSIC for c in comps)
+        nii = sum(c[0] * 10.0 ** c[1] for c in comps)
+        oiii = sum(c[0] / BALMER_INTRINSIC * 10.0 ** c[2] for c in comps)
+        return LineFluxes(halpha=ha * dust_ha, hbeta=hb * dust_hb, nii=nii * dust_ha, oiii=oiii * dust_hb)
+
+    fibre = combine(((ha_sf, n2_sf, o3_sf), (ha_agn, n2_agn, o3_agn), (ha_ret, n2_ret, o3_ret)))
+    if not total:
+        return fibre
+    with np.errstate(divide="ignore", invalid="ignore"):
+        whole = combine(
+            (
+                (np.where(fibre_total > 0, ha_sf / fibre_total, 0.0), n2_sf, o3_sf),
+                (np.where(fibre_point > 0, ha_agn / fibre_point, 0.0), n2_agn, o3_agn),
+                (np.where(fibre_bulge > 0, ha_ret / fibre_bulge, 0.0), n2_ret, o3_ret),
+            )
+        )
+    return fibre, whole
 
 
 def line_errors(rng: np.random.Generator, true: LineFluxes) -> LineFluxes:

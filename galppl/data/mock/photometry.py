@@ -27,8 +27,13 @@ KROUPA_OFFSET = -0.1  # dex, diet Salpeter -> Kroupa (Bell et al. 2003)
 # colour matches the stellar masses of the real DR9 catalog (dr9_galaxyzoo_5k, 0.05<z<0.12):
 # SPS-based M/L sit below Bell+03 for blue galaxies (e.g. Zibetti et al. 2009) and the DR9
 # masses of red galaxies lie above them. log(M/L) += ML_ZERO + ML_SLOPE (g-r - 0.45).
-ML_ZERO = -0.12
+ML_ZERO = -0.15  # -0.12 in galppl-mock-sky 0.1 (before the intrinsic M/L scatter and emission lines)
 ML_SLOPE = 0.4
+# Scatter of the true M/L at fixed colour (dust, bursts, metallicity: ~0.1 dex, Bell et al.
+# 2003 Sec. 4; Zibetti et al. 2009). Catalog masses (MPA-JHU, DR9) are fits to the photometry,
+# so they cannot see it: the mock's catalog log M* is the colour-based estimate, and the real
+# DR9 masses are indeed a near-deterministic function of ugriz and z (0.05 dex NMAD).
+ML_INTRINSIC_SCATTER = 0.1
 # Passive luminosity evolution of the SDSS luminosity function, Q = 1.6 mag per unit z
 # (Blanton et al. 2003, ApJ 592, 819), about z = 0.1 where Bell et al. 2003 is calibrated.
 LUMINOSITY_EVOLUTION_Q = 1.6
@@ -60,19 +65,24 @@ FILTERS = {
 # E and Sc shapes of Coleman, Wu & Weedman 1980) to the median observed colours in six
 # redshift bins of dr9_galaxyzoo_5k red ellipticals (old, with 5% young light) and
 # blue-cloud galaxies (85% young light, E(B-V) = 0.12): rms colour residual 0.03 mag. This
-# sets how k-corrections grow with z for red and blue galaxies.
+# sets how k-corrections grow with z for red and blue galaxies. galppl-mock-sky 0.2 refit them
+# together with the population (emission lines added, intrinsic M/L scatter, youth and dust
+# retuned) against the colour quantiles in 0.02-wide redshift bins of the same sample: the
+# old template's break below 4000 A is deeper and its UV fainter (the red sequence's g-r and
+# u-g rise faster with z, as observed), and both templates are ~0.03-0.05 mag brighter
+# redward of 7000 A (r-i of both sequences was 0.02-0.05 too blue at every z).
 OLD_KNOTS = np.array(
     [
-        (1000, 6.532), (2000, 5.489), (2500, 4.447), (3000, 3.406), (3500, 2.601), (3800, 2.081),
-        (3950, 1.619), (4050, 1.171), (4500, 0.841), (5000, 0.524), (5500, 0.240), (6166, 0.000),
-        (7000, -0.192), (7500, -0.339), (8000, -0.465), (9000, -0.584), (10000, -0.704), (12000, -0.824),
+        (1000, 6.532), (2000, 5.839), (2500, 4.797), (3000, 3.506), (3500, 2.561), (3800, 2.331),
+        (3950, 1.819), (4050, 1.171), (4500, 0.841), (5000, 0.524), (5500, 0.240), (6166, 0.000),
+        (7000, -0.227), (7500, -0.374), (8000, -0.500), (9000, -0.619), (10000, -0.739), (12000, -0.859),
     ]
 )
 YOUNG_KNOTS = np.array(
     [
-        (1000, 0.907), (2000, 0.975), (2500, 1.044), (3000, 1.112), (3500, 1.061), (3800, 0.823),
+        (1000, 0.907), (2000, 0.975), (2500, 0.994), (3000, 1.062), (3500, 1.011), (3800, 0.823),
         (3950, 0.553), (4050, 0.281), (4500, 0.148), (5000, 0.164), (5500, 0.147), (6166, 0.000),
-        (7000, -0.053), (7500, -0.045), (8000, -0.031), (9000, -0.123), (10000, -0.236), (12000, -0.349),
+        (7000, -0.103), (7500, -0.095), (8000, -0.086), (9000, -0.193), (10000, -0.306), (12000, -0.419),
     ]
 )
 
@@ -160,9 +170,11 @@ class SEDTable:
         return out
 
 
-YOUNG_SSFR_MID = 10.5  # log sSFR = -10.5 gives half the maximum youth
+YOUNG_SSFR_MID = 10.8  # log sSFR = -10.8 gives half the maximum youth
 YOUNG_SSFR_WIDTH = 0.35
-YOUTH_MAX = 0.9  # every galaxy keeps an old population: its SED is never purely young
+# every galaxy keeps an old population: its SED is never purely young (0.8: dwarfs' g-r of
+# dr9_galaxyzoo_5k at z < 0.06 is 0.45-0.55, not the 0.35-0.4 a 90% young SED gives)
+YOUTH_MAX = 0.8
 
 
 def young_fraction(log_ssfr):
@@ -224,6 +236,7 @@ def galaxy_photometry(
     ebv_stellar,
     bulge_to_total,
     ebv_mw,
+    ml_offset=None,
 ) -> Photometry:
     """Noiseless rest-frame and observed ugriz of each galaxy, split into bulge and disc.
 
@@ -232,7 +245,9 @@ def galaxy_photometry(
     colours of the sum plus a mass (metallicity) tilt give M/L_r (Bell et al. 2003,
     recalibrated), hence M_r from log M*; observed magnitudes come from the redshifted SEDs
     and the distance modulus; Milky Way extinction A = R_band E(B-V) (Schlafly & Finkbeiner
-    2011). Observed bulge + disc fluxes equal the total exactly.
+    2011). Observed bulge + disc fluxes equal the total exactly. ``ml_offset`` (dex, per
+    galaxy) is the galaxy's own departure from the colour-based M/L (``ML_INTRINSIC_SCATTER``):
+    what its colours cannot tell.
     """
     n = np.shape(z)[0]
     zero = np.zeros(n)
@@ -247,6 +262,8 @@ def galaxy_photometry(
     rest_colour_mag = -2.5 * np.log10(rest_rel) + tilt  # relative to rest r
     g_r = rest_colour_mag[:, 1] - rest_colour_mag[:, 2]
     log_ml = bell03_log_ml_r(g_r, z)
+    if ml_offset is not None:
+        log_ml = log_ml + np.asarray(ml_offset)
     abs_r = M_SUN_R - 2.5 * (np.asarray(log_mstar) - log_ml)
     rest_mag = abs_r[:, None] + rest_colour_mag
 
@@ -256,6 +273,67 @@ def galaxy_photometry(
     disc = norm_d * table.fluxes(z, ebv_stellar, w_d) * scale
     mag = 22.5 - 2.5 * np.log10(bulge + disc)
     return Photometry(rest_mag=rest_mag, mag=mag, extinction=extinction, log_ml_r=log_ml, bulge_flux=bulge, disc_flux=disc)
+
+
+# Emission lines in the broadband fluxes. Star-forming galaxies' H-alpha + [N II] add several
+# per cent to the band they fall in (i at 0.05 < z < 0.25, r below), [O III] + H-beta and
+# [O II] to g and r: SDSS colours of blue galaxies are not pure continuum (e.g. the
+# line-driven colour jumps with z of Kinney/Moustakas-type spectra; cf. Blanton & Roweis 2007,
+# whose templates include lines for this reason).
+C_ANGSTROM_S = 2.99792458e18
+NANOMAGGY_CGS = 3.631e-29  # erg s-1 cm-2 Hz-1
+# rest wavelengths (A, air) of the lines added; the weaker doublet members ride on the strong
+# ones (theoretical ratios 1/3 for [N II] 6548/6584 and [O III] 4959/5007: Storey & Zeippen 2000)
+LINE_WAVELENGTHS = {"halpha": 6563.0, "nii": 6584.0, "nii_6548": 6548.0, "hbeta": 4861.0,
+                    "oiii": 5007.0, "oiii_4959": 4959.0, "oii": 3727.0}  # fmt: skip
+OII_TO_HBETA = 2.5  # intrinsic [O II] 3727 / H-beta of near-solar star-forming galaxies (Kewley et al. 2004, AJ 127, 2002)
+K_OII = 4.77  # Cardelli et al. 1989 (R_V = 3.1) k at 3727 A
+
+
+def _band_line_weights(lam_obs) -> np.ndarray:
+    """(N, 5) nanomaggies per unit line flux (erg s-1 cm-2) at observed wavelength ``lam_obs``:
+    the photon-weighted band average of f_nu, R(l) l / c / integral R(l)/l dl."""
+    lam = np.linspace(2800.0, 11500.0, 1741)
+    norm = np.array([np.trapezoid(_response(lam, b) / lam, lam) for b in BANDS])
+    lam_obs = np.asarray(lam_obs, dtype=float)[:, None]
+    resp = np.stack([_response(lam_obs[:, 0], b) for b in BANDS], axis=1)
+    return resp * lam_obs / C_ANGSTROM_S / norm[None, :] / NANOMAGGY_CGS
+
+
+def line_band_fluxes(z, lines: dict, a_halpha) -> np.ndarray:
+    """(N, 5) ugriz nanomaggies of the emission lines of whole galaxies at redshift z.
+
+    ``lines``: attenuated H-alpha, H-beta, [N II] 6584 and [O III] 5007 fluxes in 1e-17 erg
+    s-1 cm-2 (keys as ``LineFluxes``); [N II] 6548 and [O III] 4959 follow at 1/3, and [O II]
+    3727 = 2.5 H-beta, attenuated from H-beta with k(3727) = 4.77 and the galaxy's A(H-alpha).
+    No Milky Way extinction (apply it to the result)."""
+    z = np.asarray(z, dtype=float)
+    a_ha = np.asarray(a_halpha, dtype=float)
+    hb = np.asarray(lines["hbeta"], dtype=float)
+    flux = {
+        "halpha": lines["halpha"], "nii": lines["nii"], "nii_6548": np.asarray(lines["nii"]) / 3.0,
+        "hbeta": hb, "oiii": lines["oiii"], "oiii_4959": np.asarray(lines["oiii"]) / 3.0,
+        "oii": OII_TO_HBETA * hb * 10.0 ** (-0.4 * a_ha * (K_OII - 3.61) / 2.53),
+    }  # fmt: skip
+    out = np.zeros((z.size, len(BANDS)))
+    for name, lam0 in LINE_WAVELENGTHS.items():
+        f = np.clip(np.asarray(flux[name], dtype=float), 0.0, None) * 1e-17
+        out += f[:, None] * _band_line_weights(lam0 * (1.0 + z))
+    return out
+
+
+def add_emission_lines(phot: Photometry, line_nmgy, in_bulge=None) -> Photometry:
+    """Photometry with the line fluxes (N, 5 nanomaggies, before Milky Way extinction) added,
+    MW extinction applied: to the disc (where star formation is), or to the bulge where
+    ``in_bulge`` (quenched galaxies, whose weak LINER-like lines come from old bulge stars and
+    the nucleus)."""
+    line = np.asarray(line_nmgy) * 10.0 ** (-0.4 * phot.extinction)
+    to_bulge = np.zeros(line.shape[0], bool) if in_bulge is None else np.asarray(in_bulge, bool)
+    bulge = phot.bulge_flux + np.where(to_bulge[:, None], line, 0.0)
+    disc = phot.disc_flux + np.where(to_bulge[:, None], 0.0, line)
+    mag = 22.5 - 2.5 * np.log10(bulge + disc)
+    return Photometry(rest_mag=phot.rest_mag, mag=mag, extinction=phot.extinction, log_ml_r=phot.log_ml_r,
+                      bulge_flux=bulge, disc_flux=disc)  # fmt: skip
 
 
 def draw_mw_ebv(rng: np.random.Generator, n: int) -> np.ndarray:

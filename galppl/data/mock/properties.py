@@ -20,12 +20,16 @@ from galppl.physics import (
     tremonti04_mzr,
 )
 
-# Quenched fraction: logistic in log M*, width 0.3 dex (cf. Peng et al. 2010; Baldry et al.
-# 2006 red fraction at z ~ 0.1). SIMULATOR.md starts from 50% at 10.5; the red fraction by
-# mass of dr9_galaxyzoo_5k (u-r red sequence: 3%, 16%, 45%, 76%, 93% in 0.5-dex bins from
-# 9.0) puts the midpoint at 10.25 on the DR9 mass scale.
-QUENCH_MASS = 10.25
-QUENCH_WIDTH = 0.3
+# Quenched fraction: logistic in log M* (mass quenching, cf. Peng et al. 2010; Baldry et al.
+# 2006 red fraction at z ~ 0.1) above a mass-independent floor (environment quenching of
+# satellites, Peng et al. 2010, ApJ 721, 193: ~10-20% of low-mass galaxies are red).
+# SIMULATOR.md starts from 50% at 10.5, width 0.3. galppl-mock-sky 0.1 had the midpoint at
+# 10.25 from a u-r red fraction, which was inflated by too-dusty star-forming discs; the
+# colour distributions of dr9_galaxyzoo_5k at fixed (z, M*) (benchmarks/simulator_fidelity.py)
+# want 10.5, width 0.35 and a 12% floor.
+QUENCH_MASS = 10.5
+QUENCH_WIDTH = 0.35
+QUENCH_FLOOR = 0.12
 
 MS_SCATTER = 0.25  # dex, Speagle et al. 2014 main-sequence scatter
 # Speagle et al. 2014 extrapolated to z ~ 0.05 sits 0.13-0.36 dex above the SED-fitted ridge of
@@ -58,8 +62,10 @@ def _sigmoid(x):
 
 
 def quenched_fraction(log_mstar):
-    """Fraction of quenched galaxies at log M*: logistic, 50% at 10.5, width 0.3 dex."""
-    return _sigmoid((np.asarray(log_mstar) - QUENCH_MASS) / QUENCH_WIDTH)
+    """Fraction of quenched galaxies at log M*: ``QUENCH_FLOOR`` plus a logistic (midpoint
+    ``QUENCH_MASS``, width ``QUENCH_WIDTH`` dex) of the rest."""
+    mass_quenched = _sigmoid((np.asarray(log_mstar) - QUENCH_MASS) / QUENCH_WIDTH)
+    return QUENCH_FLOOR + (1.0 - QUENCH_FLOOR) * mass_quenched
 
 
 def draw_quenched(rng: np.random.Generator, log_mstar) -> np.ndarray:
@@ -137,13 +143,20 @@ def draw_a_halpha(rng: np.random.Generator, log_mstar) -> np.ndarray:
     return np.clip(a + DUST_SCATTER * rng.standard_normal(np.shape(log_mstar)), 0.0, None)
 
 
+# Calzetti et al. 2000 have E(B-V)_star = 0.44 E(B-V)_gas for starbursts; here one E(B-V)
+# reddens the whole SED, old stars included, which sit outside the birth clouds (Charlot &
+# Fall 2000) and see less dust: Wild et al. 2011 (MNRAS 417, 1760) find the continuum/gas ratio
+# falls to ~0.3 at the sSFR of SDSS discs. 0.3 puts massive star-forming discs at the real
+# g-r (~0.7 at z = 0.1) instead of on the red sequence.
+CONTINUUM_TO_GAS_EBV = 0.3
 QUENCHED_CONTINUUM_DUST = 0.1  # early types hold little diffuse dust (cf. Kauffmann et al. 2003a)
 
 
 def ebv_stellar_from_a_halpha(a_halpha, quenched):
-    """Stellar-continuum E(B-V) [mag]: gas E(B-V) = A(Ha)/k(Ha) (Cardelli 1989), times 0.44
-    for the continuum (Calzetti et al. 2000); quenched galaxies' diffuse dust scaled down."""
-    ebv = 0.44 * np.asarray(a_halpha) / K_HALPHA
+    """Stellar-continuum E(B-V) [mag]: gas E(B-V) = A(Ha)/k(Ha) (Cardelli 1989), times
+    ``CONTINUUM_TO_GAS_EBV`` for the continuum (Calzetti et al. 2000; Wild et al. 2011);
+    quenched galaxies' diffuse dust scaled down."""
+    ebv = CONTINUUM_TO_GAS_EBV * np.asarray(a_halpha) / K_HALPHA
     return np.where(quenched, QUENCHED_CONTINUUM_DUST * ebv, ebv)
 
 
