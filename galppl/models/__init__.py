@@ -17,8 +17,11 @@ def chain_blocks(model: str, *, num_couplings: int = 12, oh_flow: str = "affine"
         return props
     from galppl.models.lines import lines_blocks
 
-    lines = lines_blocks(num_couplings=num_couplings)
-    return lines if model == "lines" else props + lines
+    if model == "lines":
+        return lines_blocks(num_couplings=num_couplings)
+    # Joint: the lines are conditioned on the drawn core properties, so the per-galaxy
+    # posterior keeps the correlations between properties and lines.
+    return props + lines_blocks(num_couplings=num_couplings, parents=("core",))
 
 
 __all__ = ["CHAINS", "Block", "ChainModel", "chain_blocks", "props_blocks"]

@@ -18,7 +18,11 @@ buffers, so it takes and returns values in physical units.
 
 Missing targets (NaN) are masked out of their block's likelihood for that galaxy, never
 filled: a NaN in any of a block's variables removes that galaxy from the block's flow term
-(its other variables still train their mean heads).
+(its other variables still train their mean heads). A child block sees each parent value
+together with a 0/1 "known" indicator (0 for a missing value, whose slot then holds 0), so
+a galaxy whose O/H is measured but whose M_BH is not still trains p(O/H | h, core): the
+network learns that an unknown parent carries no information. In prediction every parent
+value is a draw, so every indicator is 1.
 """
 
 from __future__ import annotations
@@ -192,7 +196,7 @@ class ChainModel(nn.Module):
                 # A small per-galaxy embedding of h, computed once and shared by all draws
                 # of the parents, keeps the per-draw context cheap.
                 self.embeds[block.name] = nn.Linear(hidden_dim, context_embed_dim)
-                context_dim = context_embed_dim + sum(self._block(p).dim for p in block.parents)
+                context_dim = context_embed_dim + 2 * sum(self._block(p).dim for p in block.parents)
             else:
                 context_dim = hidden_dim
             self.flows[block.name] = build_flow(block.kind, block.dim, context_dim, **block.flow_options)
@@ -247,13 +251,20 @@ class ChainModel(nn.Module):
         return self.representation((features - self.feature_loc) / self.feature_scale)
 
     def block_distribution(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor]):
-        """The distribution of a block's standardised values given h and its parents' standardised values."""
+        """The distribution of a block's standardised values given h and its parents' standardised values.
+
+        A parent value may hold NaN where it is unknown (a missing target in training): it
+        enters the context as 0 with a "known" indicator of 0.
+        """
         if block.kind == "bernoulli":
             return dist.Bernoulli(logits=self.heads[block.name](h)).to_event(1)
         mean = self.heads[block.name](h)
         if block.parents:
             embed = self.embeds[block.name](h)
-            parent_values = [parents[p] for p in block.parents]
+            parent_values = []
+            for p in block.parents:
+                known = ~torch.isnan(parents[p])
+                parent_values += [parents[p].nan_to_num(0.0), known.to(h.dtype)]
             shape = torch.broadcast_shapes(*(v.shape[:-1] for v in parent_values), embed.shape[:-1])
             context = torch.cat(
                 [embed.expand(*shape, -1)] + [v.expand(*shape, -1) for v in parent_values], dim=-1
@@ -296,7 +307,8 @@ class ChainModel(nn.Module):
                 missing = torch.isnan(observed)
                 observed = torch.where(missing, torch.zeros_like(observed), observed)
                 with poutine.mask(mask=~missing.any(-1)):
-                    values[block.name] = pyro.sample(block.name, distribution, obs=observed)
+                    pyro.sample(block.name, distribution, obs=observed)
+                values[block.name] = observed.masked_fill(missing, float("nan"))
                 if block.kind != "bernoulli" and self.mse_weight > 0:
                     # The paper's MSE term on the mean head, per variable, masked per element.
                     error = (self.heads[block.name](h) - observed).pow(2).masked_fill(missing, 0.0)
@@ -344,7 +356,7 @@ class ChainModel(nn.Module):
             if block.kind != "bernoulli":
                 lp = lp + _log_abs_det_standardise(self, block, observed_physical)
             out[block.name] = lp.masked_fill(missing, float("nan"))
-            values[block.name] = safe
+            values[block.name] = observed
         return out
 
 

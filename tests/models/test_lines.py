@@ -43,7 +43,8 @@ def test_lines_blocks_is_one_realnvp_block_over_the_four_fluxes():
 def test_chain_blocks_lines_and_joint():
     assert [b.name for b in chain_blocks("lines", num_couplings=3)] == ["lines"]
     joint = chain_blocks("joint", num_couplings=3)
-    assert [b.name for b in joint] == ["core", "oh_detected", "oh", "lines"]
+    assert [b.name for b in joint] == ["core", "bh", "oh_detected", "oh", "lines"]
+    assert joint[-1].parents == ("core",)
     assert joint[-1].flow_options["num_couplings"] == 3
 
 
@@ -100,7 +101,7 @@ def test_joint_chain_with_lines_conditioned_on_core_samples():
     blocks = chain_blocks("props", num_couplings=2) + lines_blocks(num_couplings=2, parents=("core",))
     chain = _chain(blocks)
     draws = chain.sample(torch.randn(5, 3, dtype=torch.float64), num_draws=7)
-    assert draws["lines"].shape == (7, 5, 4) and draws["core"].shape == (7, 5, 4)
+    assert draws["lines"].shape == (7, 5, 4) and draws["core"].shape == (7, 5, 3)
     assert torch.isfinite(draws["lines"]).all()
 
 
