@@ -1,7 +1,7 @@
 """The input vector of the posterior models: VAE latents and photometry per galaxy.
 
-The paper's representation MLP reads [latent means, latent stds, colours u-g, g-r, r-i,
-i-z, magnitudes]; the ``inputs`` variant chooses which parts are used.
+The paper's representation MLP reads [latent means, latent stds (here their logarithms),
+colours u-g, g-r, r-i, i-z, magnitudes]; the ``inputs`` variant chooses which parts are used.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def build_features(ds: xr.Dataset, encoding: xr.Dataset | None, inputs: str) -> 
     if uses_images(inputs):
         if encoding is None:
             raise ValueError(f"inputs {inputs!r} need the VAE encoding of the images, got none")
-        for name in ("latent_mean", "latent_std"):
-            part = encoding[name].transpose("galaxy", "latent")
+        # Standard deviations enter as logarithms: they are scales, spread over decades, and
+        # their logs are close to Gaussian, with no far tails for the MLP to extrapolate into.
+        for name, values in (("latent_mean", encoding["latent_mean"]), ("latent_log_std", np.log(encoding["latent_std"]))):
+            part = values.transpose("galaxy", "latent")
             parts.append(
                 xr.DataArray(
                     part.values.astype(np.float64),

@@ -3,7 +3,8 @@
 Run:  python tutorials/01_quickstart.py [--quick]
 
 1. simulate a mock SDSS catalog (cached on disk after the first call);
-2. fit the chain-rule posterior model p(core | x) p(detect | x) p(O/H | core, x);
+2. fit the chain-rule posterior model
+   p(core | x) p(M_BH | core, x) p(detect | x) p(O/H | core, M_BH, x), core = (log M*, log SFR, z);
 3. predict the held-out galaxies: an arviz.InferenceData;
 4. inspect it with ArviZ and galppl.diagnostics.
 """

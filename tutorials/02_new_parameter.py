@@ -6,7 +6,10 @@ A galppl model is an ordered list of conditional blocks. Here we add the H-alpha
 attenuation A(Halpha) (the mock catalog's `a_halpha`, in mag) as a new block conditioned on
 the core parameters, so that
 
-    p(core, detect, O/H, A_Ha | x) = p(core | x) p(detect | x) p(O/H | core, x) p(A_Ha | core, x).
+    p(core, M_BH, detect, O/H, A_Ha | x)
+        = p(core | x) p(M_BH | core, x) p(detect | x) p(O/H | core, M_BH, x) p(A_Ha | core, x),
+
+core = (log M*, log SFR, z).
 
 Dust rises with stellar mass and SFR (Garn & Best 2010), so conditioning on the sampled core
 parameters lets A(Halpha) inherit their uncertainty and correlations.

@@ -229,3 +229,23 @@ def test_trained_chain_is_calibrated_and_keeps_chain_rule_correlations(fitted):
     p = draws["p_oh_detected"][:, 0]
     det = targets["oh_detected"][:, 0] > 0
     assert p[det].mean() > p[~det].mean() + 0.2
+
+
+def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
+    x, targets = toy_data(n=1000)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith("temperature_")}
+    nll_before = -chain.log_prob(x, targets)["core"].mean()
+    temperatures = chain.calibrate(x, targets)
+    nll_after = -chain.log_prob(x, targets)["core"].mean()
+    assert nll_after < nll_before
+    assert set(temperatures) == {"core", "bh", "oh"}
+    assert all(t > 0 for ts in temperatures.values() for t in ts)
+    for k, v in chain.state_dict().items():
+        if k in weights:
+            assert torch.equal(v, weights[k]), k
+    # Residuals three times wider call for larger temperatures.
+    stretched = dict(targets, core=targets["core"] * 3.0 - 2 * chain.loc_core)
+    t_wide = chain.calibrate(x, stretched)["core"]
+    assert min(t_wide) > max(temperatures["core"])
