@@ -131,7 +131,9 @@ def plot_lines_corner(idata, galaxy, truth: xr.Dataset | None = None, *, log_spa
     galaxy: the galaxy id (a value of the ``galaxy`` coord). log_space: plot
     sign(f) ln(1 + |f|) (True) or the flux in 1e-17 erg s-1 cm-2. Diagonal: marginal
     histograms; below: 2-d histograms of the draws; the truth (``observed_data`` unless
-    given) as red lines. ``kwargs`` go to ``ax.hist2d``.
+    given) as red lines. Each axis spans the central 99% of the draws and the truth, so a
+    truth far in the tail stays on the plot and a few outlying draws do not squash it.
+    ``kwargs`` go to ``ax.hist2d``.
     """
     posterior = idata.posterior
     if galaxy not in posterior["galaxy"].values:
@@ -151,6 +153,7 @@ def plot_lines_corner(idata, galaxy, truth: xr.Dataset | None = None, *, log_spa
     axes = fig.subplots(n, n, squeeze=False)
     unit = " [sign ln(1+|f|)]" if log_space else r" [$10^{-17}$ erg/s/cm$^2$]"
     style = {"bins": bins, "cmap": "Blues", **kwargs}
+    spans = {name: _span(draws[name], truth_values.get(name)) for name in LINE_FLUXES}
     for i, yname in enumerate(LINE_FLUXES):
         for j, xname in enumerate(LINE_FLUXES):
             ax = axes[i, j]
@@ -159,17 +162,19 @@ def plot_lines_corner(idata, galaxy, truth: xr.Dataset | None = None, *, log_spa
                 continue
             x = draws[xname][np.isfinite(draws[xname])]
             if i == j:
-                ax.hist(x, bins=bins, color="tab:blue", histtype="stepfilled", alpha=0.6)
+                ax.hist(x, bins=bins, range=spans[xname], color="tab:blue", histtype="stepfilled", alpha=0.6)
                 if xname in truth_values:
                     ax.axvline(truth_values[xname], color="tab:red", lw=1)
                 ax.set_yticks([])
             else:
                 both = np.isfinite(draws[xname]) & np.isfinite(draws[yname])
-                ax.hist2d(draws[xname][both], draws[yname][both], **style)
+                ax.hist2d(draws[xname][both], draws[yname][both], **{"range": [spans[xname], spans[yname]], **style})
+                ax.set_ylim(*spans[yname])
                 if xname in truth_values:
                     ax.axvline(truth_values[xname], color="tab:red", lw=1)
                     ax.axhline(truth_values[yname], color="tab:red", lw=1)
                     ax.plot(truth_values[xname], truth_values[yname], "s", color="tab:red", ms=3)
+            ax.set_xlim(*spans[xname])
             if i == n - 1:
                 ax.set_xlabel(LINE_LABELS[xname] + unit, fontsize="small")
             else:
@@ -180,6 +185,19 @@ def plot_lines_corner(idata, galaxy, truth: xr.Dataset | None = None, *, log_spa
                 ax.set_yticklabels([])
     fig.suptitle(f"galaxy {galaxy}: posterior of the line fluxes ({len(draws[LINE_FLUXES[0]])} draws)")
     return fig
+
+
+def _span(values, truth=None, coverage: float = 0.99) -> tuple[float, float]:
+    """Axis range of a corner panel: the central ``coverage`` of the finite draws and the truth, padded 5%."""
+    finite = values[np.isfinite(values)]
+    points = list(np.percentile(finite, [50 * (1 - coverage), 50 * (1 + coverage)])) if finite.size else []
+    if truth is not None and np.isfinite(truth):
+        points.append(float(truth))
+    if not points:
+        return 0.0, 1.0
+    low, high = min(points), max(points)
+    pad = 0.05 * (high - low) if high > low else 0.5
+    return float(low - pad), float(high + pad)
 
 
 def reliability_table(probabilities, outcome, bins: int = 10) -> xr.Dataset:

@@ -132,7 +132,7 @@ class GalaxyPosterior:
             "simulated": int(data.attrs.get("source") == "galppl.simulate"),
             "source": str(data.attrs.get("source", "")),
         }
-        posterior = _derived(self, posterior)
+        posterior = _derived(self, posterior, data)
         for group in (posterior, observed, constant):
             group.attrs.update(attrs)
         return az.InferenceData(posterior=posterior, observed_data=observed, constant_data=constant)
@@ -189,13 +189,20 @@ def _attrs(name: str, data: xr.Dataset) -> dict:
     return {"units": attrs.get("units", ""), "description": attrs.get("description", name)}
 
 
-def _derived(posterior_model: GalaxyPosterior, posterior: xr.Dataset) -> xr.Dataset:
-    """Add derived quantities (e.g. BPT classes from line draws) where the chain has lines."""
+def _derived(posterior_model: GalaxyPosterior, posterior: xr.Dataset, data: xr.Dataset) -> xr.Dataset:
+    """Add derived quantities (e.g. BPT classes from line draws) where the chain has lines.
+
+    The H-alpha SFR needs a redshift: the posterior's own z draws when the chain models z
+    (joint), else the catalog's z where it has one (the lines model).
+    """
     if not {"flux_halpha", "flux_hbeta", "flux_nii", "flux_oiii"} <= set(posterior.data_vars):
         return posterior
     from galppl.models.lines import derived_quantities
 
-    return posterior.merge(derived_quantities(posterior))
+    z = None
+    if "z" not in posterior and "z" in data and data["z"].dims == ("galaxy",):
+        z = data["z"].astype(np.float64)
+    return posterior.merge(derived_quantities(posterior, z=z))
 
 
 def _jsonable(value):

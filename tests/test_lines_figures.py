@@ -108,3 +108,15 @@ def test_signed_log1p_matches_the_chain_transform():
     x = np.array([-1e6, -50.0, -1.5, 0.0, 0.3, 1e6])
     forward, _ = VALUE_TRANSFORMS["signed_log1p"]
     np.testing.assert_allclose(signed_log1p(x), forward(torch.tensor(x)).numpy())
+
+
+def test_corner_axes_keep_a_truth_far_in_the_tail(idata):
+    far = idata.observed_data.copy()
+    far["flux_halpha"] = far["flux_halpha"] * 0 + 1e6  # far above every draw
+    fig = plot_lines_corner(idata, 110, truth=far)
+    axes = fig.axes
+    n = len(LINE_FLUXES)
+    low, high = axes[0].get_xlim()  # H-alpha marginal
+    assert low < signed_log1p(1e6) < high
+    low, high = axes[n].get_xlim()  # H-beta vs H-alpha
+    assert low < signed_log1p(1e6) < high

@@ -48,8 +48,9 @@ def lines_blocks(num_couplings: int = 12, parents: tuple[str, ...] = ()) -> tupl
     num_couplings: affine couplings of the flow (the paper's 12).
     parents: earlier blocks the lines are conditioned on. ``()`` for the lines model; in
         the joint model ``("core",)`` makes the line draws depend on the drawn
-        (log_mstar, log_sfr, z, log_mbh), so that the per-galaxy posterior keeps the
-        correlations between properties and lines rather than only sharing h.
+        (log_mstar, log_sfr, z) (the props chain's ``core`` block), so that the per-galaxy
+        posterior keeps the correlations between properties and lines rather than only
+        sharing h.
     """
     return (
         Block(

@@ -277,9 +277,13 @@ def test_lines_fit_predicts_without_nan_and_save_load_round_trips(lines_model, c
         assert posterior[name].dims == ("chain", "draw", "galaxy")
         assert np.isfinite(posterior[name]).all(), name
         assert posterior[name].attrs["units"] == "1e-17 erg s-1 cm-2"
-    for name in ("bpt_class", "p_bpt_agn", "balmer_decrement", "a_halpha"):
+    for name in ("bpt_class", "p_bpt_agn", "balmer_decrement", "a_halpha", "log_sfr_halpha"):
         assert name in posterior
     assert np.isfinite(posterior["p_bpt_star_forming"]).all()
+    # the lines model has no z draws: the SFR uses the catalog's z
+    assert "the given z" in posterior["log_sfr_halpha"].attrs["description"]
+    assert posterior["log_sfr_halpha"].attrs["units"] == "dex(Msun yr-1)"
+    assert np.isfinite(posterior["log_sfr_halpha"]).any()
     assert list(idata.observed_data.data_vars) == list(LINE_FLUXES)
 
     path = lines_model.save(tmp_path / "lines")
