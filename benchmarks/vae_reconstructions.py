@@ -10,8 +10,11 @@ Trains the VAE (default architecture, latent 32) on
 each with a seeded held-out test set (``--test-fraction``) that the fit never sees (the fit
 splits its own validation set off the rest for early stopping). Reports the test
 reconstruction MSE per pixel in scaled units (arcsinh-stretched for nanomaggies, then
-standardised per channel), beside the MSE of predicting the training mean everywhere
-(~1 in these units), and writes ``vae_reconstructions.png`` (top rows: originals;
+standardised per channel), beside two baselines: predicting the per-pixel mean image of
+the fit's galaxies for every test galaxy (``test_mse_mean_image``, the ratio's
+denominator) and predicting each channel's mean everywhere (``test_mse_channel_mean``,
+~1 in these units); ``test_noise_floor`` (the pixel variance in each test stamp's outer
+4-pixel frame) is roughly what a perfect denoiser would score. It writes ``vae_reconstructions.png`` (top rows: originals;
 bottom rows: reconstructions from the posterior mean, i = red, r = green, g = blue) and
 ``vae_reconstructions.json`` to ``--out``.
 
@@ -36,6 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from galppl.data.paths import sdss_data_dir  # noqa: E402
+from galppl.data.prepare import image_quality  # noqa: E402
 from galppl.models.vae import VAEConfig, fit_vae  # noqa: E402
 
 
@@ -76,7 +80,24 @@ def run(name: str, ds, args) -> dict:
     start = time.perf_counter()
     fitted = fit_vae(train, config, progress=not args.no_progress)
     seconds = time.perf_counter() - start
-    scaled_test = fitted.scaler.transform(test["image"].values, units=fitted.scaler.units)
+    # Baselines in the same scaled units: the per-pixel mean image of the fit's galaxies
+    # (training + validation, never the test set), and the per-channel mean (0 here).
+    def scaled_usable(ds):
+        images = ds["image"].transpose("galaxy", "channel", "y", "x").values
+        return fitted.scaler.transform(images[image_quality(ds).values], units=fitted.scaler.units)
+
+    scaled_test = scaled_usable(test)
+    mean_image = scaled_usable(train).mean(axis=0, dtype=np.float64)
+    # Irreducible part of the MSE, roughly: the pixel variance within each stamp's outer
+    # 4-pixel frame (sky + noise) in the same scaled units; a perfect denoiser would
+    # score about this on sky-dominated stamps.
+    b = 4
+    frame = np.concatenate(
+        [scaled_test[:, :, :b, :].reshape(*scaled_test.shape[:2], -1),
+         scaled_test[:, :, -b:, :].reshape(*scaled_test.shape[:2], -1)],
+        axis=2,
+    )
+    noise_floor = float(frame.var(axis=2).mean())
     row = {
         "data": name,
         "units": fitted.scaler.units,
@@ -90,7 +111,9 @@ def run(name: str, ds, args) -> dict:
         "fit_seconds": seconds,
         "val_loss_per_galaxy": fitted.history.val_loss[fitted.history.best_epoch],
         "test_mse_scaled": fitted.reconstruction_mse(test),
-        "test_mse_mean_image": float(np.mean(scaled_test**2)),
+        "test_mse_mean_image": float(np.mean((scaled_test - mean_image) ** 2)),
+        "test_mse_channel_mean": float(np.mean(scaled_test**2)),
+        "test_noise_floor": noise_floor,
     }
     row["mse_ratio"] = row["test_mse_scaled"] / row["test_mse_mean_image"]
     show = test.isel(galaxy=slice(0, args.n_show))
@@ -138,12 +161,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     rows = [run(name, ds, args) for name, ds in datasets]
     print(f"{'data':>10} {'units':>10} {'train':>6} {'test':>5} {'epochs':>6} {'stop':>14} {'test MSE':>9} "
-          f"{'mean-image MSE':>15} {'ratio':>6}")
+          f"{'mean-image MSE':>15} {'channel-mean MSE':>17} {'noise floor':>12} {'ratio':>6}")
     for r in rows:
         print(
             f"{r['data']:>10} {r['units']:>10} {r['n_train_fit']:>6} {r['n_test']:>5} {r['epochs_run']:>6} "
             f"{r['stopped_because']:>14} {r['test_mse_scaled']:>9.4f} {r['test_mse_mean_image']:>15.4f} "
-            f"{r['mse_ratio']:>6.3f}"
+            f"{r['test_mse_channel_mean']:>17.4f} {r['test_noise_floor']:>12.4f} {r['mse_ratio']:>6.3f}"
         )
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -158,31 +181,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def figure(rows: list[dict], n_show: int):
-    """Two rows per data set: originals above, reconstructions below."""
-    fig, axes = plt.subplots(
-        2 * len(rows), n_show, figsize=(1.2 * n_show, 2.55 * len(rows)), squeeze=False, gridspec_kw={"wspace": 0.04}
-    )
-    for k, row in enumerate(rows):
+    """One panel per data set: a row of originals above a row of their reconstructions."""
+    fig = plt.figure(figsize=(1.2 * n_show, 2.75 * len(rows)))
+    for row, sub in zip(rows, np.atleast_1d(fig.subfigures(len(rows), 1, hspace=0.05))):
+        axes = sub.subplots(2, n_show, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.06})
         originals, recon, fitted = row["_rgb"]
         rgb_orig, top = to_rgb(originals, fitted)
         rgb_recon, _ = to_rgb(recon, fitted, top)
         for j in range(n_show):
             for i, (rgb, label) in enumerate(((rgb_orig, "original"), (rgb_recon, "reconstruction"))):
-                ax = axes[2 * k + i, j]
+                ax = axes[i, j]
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if j < len(rgb):
                     ax.imshow(rgb[j], origin="lower", interpolation="nearest")
                 if j == 0:
                     ax.set_ylabel(f"{row['data']}\n{label}", fontsize=8)
-        axes[2 * k, 0].set_title(
-            f"{row['data']}: test MSE {row['test_mse_scaled']:.3f} (mean image {row['test_mse_mean_image']:.2f})",
+        floor = row.get("test_noise_floor")
+        sub.suptitle(
+            f"{row['data']} ({row['units']}, test set): reconstruction MSE {row['test_mse_scaled']:.3f}, "
+            f"mean image {row['test_mse_mean_image']:.3f}"
+            + (f", sky-noise floor ~{floor:.2f}" if floor is not None else "")
+            + " (scaled units)",
             fontsize=8,
-            loc="left",
+            x=0.02,
+            ha="left",
         )
-    fig.subplots_adjust(hspace=0.12)
     return fig
-
 
 if __name__ == "__main__":
     main()

@@ -213,3 +213,22 @@ def test_shapes(size):
 def test_bad_config_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAEConfig(**kwargs)
+
+
+def test_galppl_fit_vae_and_galppl_load_round_trip(tmp_path):
+    """The public entry points: galppl.fit(model="vae", data=...) and galppl.load."""
+    import galppl
+
+    ds = blob_catalog(48, seed=10)
+    fitted = galppl.fit(model="vae", data=ds, vae_epochs=1, progress=False)
+    assert isinstance(fitted, FittedVAE)
+    assert fitted.config.image_size == SIZE and fitted.config.lr == 1e-4 and fitted.history.epochs_run == 1
+    enc = fitted.encode(ds)
+    assert enc.latent_mean.dims == enc.latent_std.dims == ("galaxy", "latent")
+    assert enc.latent_mean.shape == (48, 32)
+    loaded = galppl.load(fitted.save(tmp_path / "vae"))
+    assert isinstance(loaded, FittedVAE)
+    again = loaded.encode(ds)
+    np.testing.assert_array_equal(enc.latent_mean, again.latent_mean)
+    np.testing.assert_array_equal(enc.latent_std, again.latent_std)
+    assert loaded.scaler.to_dict() == fitted.scaler.to_dict()
