@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _memory import PeakRSS
 
 from galppl.data.mock.images import StampParams, render_stamps, render_stamps_reference
 
@@ -28,23 +28,9 @@ from galppl.data.mock.images import StampParams, render_stamps, render_stamps_re
 def population(n: int, seed: int) -> tuple[StampParams, str]:
     """Stamp parameters of n mock galaxies: from the simulator if it works, else by hand."""
     try:
-        from galppl.data.simulate import simulate
+        from galppl.data.simulate import simulate, stamp_params
 
-        ds = simulate(n, seed=seed, image_size=None, cache=False)
-        return (
-            StampParams(
-                flux_bulge=ds["bulge_flux"].values,
-                flux_disc=ds["disc_flux"].values,
-                r50_bulge=ds["r50_bulge"].values,
-                r50_disc=ds["r50_disc"].values,
-                q_bulge=ds["axis_ratio_bulge"].values,
-                q_disc=ds["axis_ratio"].values,
-                position_angle=ds["position_angle"].values,
-                psf_fwhm=ds["psf_fwhm"].values,
-                clumpiness=ds["clumpiness"].values,
-            ),
-            "galppl.data.simulate",
-        )
+        return stamp_params(simulate(n, seed=seed, image_size=None, cache=False)), "galppl.data.simulate"
     except Exception as err:  # noqa: BLE001 - a benchmark should still run without the simulator
         print(f"simulate() unavailable ({type(err).__name__}: {err}); using a hand-made population")
     rng = np.random.default_rng(seed)
@@ -67,35 +53,9 @@ def population(n: int, seed: int) -> tuple[StampParams, str]:
     )
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakMemory:
-    """Peak resident memory above the starting level while the block runs (sampled every 5 ms)."""
-
-    def __enter__(self):
-        self.start = self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-        self.extra_mb = (self.peak - self.start) / 2**20
-
-
 def timed(fn):
     wall, cpu = time.perf_counter(), time.process_time()
-    with PeakMemory() as mem:
+    with PeakRSS() as mem:
         result = fn()
     return result, time.perf_counter() - wall, time.process_time() - cpu, mem.extra_mb
 

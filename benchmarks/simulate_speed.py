@@ -19,36 +19,11 @@ import json
 import os
 import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRSS:
-    """Peak resident set size (MB) of this process while the block runs (sampled every 5 ms)."""
-
-    def __enter__(self):
-        self.start = self.peak = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
+from _memory import PeakRSS
 
 
 def run(n: int, image_size, seed: int, cache_dir: Path) -> dict:
