@@ -42,7 +42,8 @@ class FitConfig:
 
     Data: ``n_galaxies`` and ``image_size`` of the embedded mock catalog when no data is given.
     Splits: ``fractions`` (train, val, test) and ``vae_fraction`` of the train share kept for
-    the VAE alone. Chain: ``inputs``, ``hidden_dim`` (of h), ``num_couplings``, ``oh_flow``,
+    the VAE alone. Chain: ``inputs``, ``hidden_dim`` (of h), ``dropout`` (in the representation MLP,
+    during training only), ``num_couplings``, ``oh_flow``,
     ``lr``, ``batch_size``, ``max_epochs``, ``patience``, ``max_seconds``; ``calibrate``:
     temperature-scale each block's residual on the validation galaxies after training
     (:meth:`~galppl.models.chain.ChainModel.calibrate`). VAE: ``vae_epochs``,
@@ -55,6 +56,7 @@ class FitConfig:
     vae_fraction: float = 0.3
     inputs: str = "image+photometry"
     hidden_dim: int = 256
+    dropout: float = 0.2
     num_couplings: int = 12
     oh_flow: str = "affine"
     lr: float = 1e-3
@@ -83,6 +85,8 @@ class FitConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size % 8:
             raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr <= 0 or self.vae_lr <= 0:
             raise ValueError(f"learning rates must be > 0, got lr={self.lr}, vae_lr={self.vae_lr}")
 
@@ -172,7 +176,7 @@ def fit(model: str = "props", data: xr.Dataset | None = None, *, config: FitConf
                 **{k: torch.as_tensor(v[rows], dtype=torch.float32) for k, v in targets.items()}}
 
     train, val = tensors("train"), tensors("val")
-    chain_options = {"hidden_dim": config.hidden_dim}
+    chain_options = {"hidden_dim": config.hidden_dim, "dropout": config.dropout}
     torch.manual_seed(config.seed)  # the chain's initial weights
     chain = ChainModel(blocks, features.sizes["feature"], **chain_options)
     chain.set_standardisation(train["features"], {k: v for k, v in train.items() if k != "features"})

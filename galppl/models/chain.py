@@ -40,6 +40,9 @@ from galppl.flows import build_flow
 from galppl.train import galaxy_plate
 
 BLOCK_KINDS = ("realnvp", "affine", "spline", "bernoulli")
+# Soft bound on the standardised parent values a child is conditioned on (identity within
+# about +-2, at most +-5 standard deviations).
+PARENT_BOUND = 5.0
 
 
 def _signed_log1p(x):
@@ -266,7 +269,10 @@ class ChainModel(nn.Module):
             parent_values = []
             for p in block.parents:
                 known = ~torch.isnan(parents[p])
-                parent_values += [parents[p].nan_to_num(0.0), known.to(h.dtype)]
+                # Standardised parent values are softly bounded to +-PARENT_BOUND: a draw far
+                # in a parent's tail must not send the child's network into extrapolation.
+                value = PARENT_BOUND * torch.tanh(parents[p].nan_to_num(0.0) / PARENT_BOUND)
+                parent_values += [value, known.to(h.dtype)]
             shape = torch.broadcast_shapes(*(v.shape[:-1] for v in parent_values), embed.shape[:-1])
             context = torch.cat(
                 [embed.expand(*shape, -1)] + [v.expand(*shape, -1) for v in parent_values], dim=-1
