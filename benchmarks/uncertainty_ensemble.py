@@ -36,10 +36,12 @@ def main() -> None:
     parser.add_argument("--inputs", default="image+photometry")
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--chain-minutes", type=float, default=4.0, help="time budget per member")
+    parser.add_argument("--vae-minutes", type=float, default=4.0, help="time budget of the shared VAE")
     parser.add_argument("--out", default="runs/benchmarks/uncertainty")
     args = parser.parse_args()
     n, k = (2000, 3) if args.quick else (args.n, args.k)
-    options = dict(max_epochs=10, vae_epochs=2) if args.quick else dict(max_seconds=60 * args.chain_minutes)
+    options = (dict(max_epochs=10, vae_epochs=2) if args.quick
+               else dict(max_seconds=60 * args.chain_minutes, vae_max_seconds=60 * args.vae_minutes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
