@@ -13,15 +13,6 @@ from galppl.train import TrainConfig, TrainHistory, galaxy_plate, train_svi
 NOISE = 0.1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy machine torch's thread pool spins and runs ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Regression(nn.Module):
     """y ~ Normal(w x + b, NOISE): a Pyro model without latent variables (maximum likelihood)."""
 

@@ -15,15 +15,6 @@ from galppl.models.vae import Decoder, FittedVAE, VAEConfig, VAEModel, fit_vae
 SIZE = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy machine torch's thread pool spins and runs ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def blob_images(n, size=SIZE, seed=0):
     """Elliptical Gaussian galaxies with a colour, plus sky noise, in nanomaggies."""
     rng = np.random.default_rng(seed)
