@@ -28,6 +28,11 @@ from ._nets import (
 )
 
 
+# Soft bound on the kept coordinates a coupling network reads (the flow works in
+# standardised units, so +-8 is far in the tails).
+INPUT_BOUND = 8.0
+
+
 class ConditionedAffineCoupling(Transform):
     """One affine coupling with its context already projected (a plain torch Transform).
 
@@ -48,7 +53,11 @@ class ConditionedAffineCoupling(Transform):
         self._cached_log_scale: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _shift_and_log_scale(self, x1: Tensor) -> tuple[Tensor, Tensor]:
-        hidden = self.coupling.input_proj(x1) + self.context_embedding
+        # The network reads the kept coordinates softly bounded (identity within about +-4):
+        # a draw far in the tail then gets a bounded shift and scale instead of an
+        # extrapolated one, so no chain of couplings can amplify it without limit. Any
+        # function of x1 keeps the coupling exactly invertible.
+        hidden = self.coupling.input_proj(soft_clamp(x1, INPUT_BOUND)) + self.context_embedding
         shift, raw_log_scale = self.coupling.trunk(hidden).chunk(2, dim=-1)
         return shift, soft_clamp(raw_log_scale, self.coupling.log_scale_clamp)
 
