@@ -38,6 +38,7 @@ from pyro import poutine
 from torch import nn
 
 from galppl.flows import build_flow
+from galppl.flows._nets import soft_clamp
 from galppl.train import galaxy_plate
 
 BLOCK_KINDS = ("realnvp", "affine", "spline", "bernoulli")
@@ -272,7 +273,7 @@ class ChainModel(nn.Module):
                 known = ~torch.isnan(parents[p])
                 # Standardised parent values are softly bounded to +-PARENT_BOUND: a draw far
                 # in a parent's tail must not send the child's network into extrapolation.
-                value = PARENT_BOUND * torch.tanh(parents[p].nan_to_num(0.0) / PARENT_BOUND)
+                value = soft_clamp(parents[p].nan_to_num(0.0), PARENT_BOUND)
                 parent_values += [value, known.to(h.dtype)]
             shape = torch.broadcast_shapes(*(v.shape[:-1] for v in parent_values), embed.shape[:-1])
             context = torch.cat(
