@@ -25,7 +25,7 @@ import torch
 import xarray as xr
 
 import galppl
-from galppl.data.schema import KNOWN, validate
+from galppl.data.schema import KNOWN, LINE_FLUXES, validate
 from galppl.features import build_features, usable, uses_images
 from galppl.models.chain import Block, ChainModel
 
@@ -132,7 +132,7 @@ class GalaxyPosterior:
             "simulated": int(data.attrs.get("source") == "galppl.simulate"),
             "source": str(data.attrs.get("source", "")),
         }
-        posterior = _derived(self, posterior, data)
+        posterior = _derived(posterior, data)
         for group in (posterior, observed, constant):
             group.attrs.update(attrs)
         return az.InferenceData(posterior=posterior, observed_data=observed, constant_data=constant)
@@ -189,13 +189,13 @@ def _attrs(name: str, data: xr.Dataset) -> dict:
     return {"units": attrs.get("units", ""), "description": attrs.get("description", name)}
 
 
-def _derived(posterior_model: GalaxyPosterior, posterior: xr.Dataset, data: xr.Dataset) -> xr.Dataset:
+def _derived(posterior: xr.Dataset, data: xr.Dataset) -> xr.Dataset:
     """Add derived quantities (e.g. BPT classes from line draws) where the chain has lines.
 
     The H-alpha SFR needs a redshift: the posterior's own z draws when the chain models z
     (joint), else the catalog's z where it has one (the lines model).
     """
-    if not {"flux_halpha", "flux_hbeta", "flux_nii", "flux_oiii"} <= set(posterior.data_vars):
+    if not set(LINE_FLUXES) <= set(posterior.data_vars):
         return posterior
     from galppl.models.lines import derived_quantities
 

@@ -330,8 +330,11 @@ class FittedVAE:
     def reconstruction_mse(self, data, batch_size: int = 512) -> float:
         """Mean squared error per pixel in scaled units (stretched, standardised) over usable images."""
         scaled, usable, _ = self._prepare(data)
-        recon = self.reconstruct(data, batch_size, scaled=True)
-        return float(np.mean((recon[usable] - scaled[usable]) ** 2))
+        if not usable.any():
+            return float("nan")
+        latent_mean = np.concatenate([mean for mean, _ in self._batched(self.encoder, scaled[usable], batch_size)])
+        recon = np.concatenate(self._batched(self.vae_model.decoder, latent_mean, batch_size))
+        return float(np.mean((recon - scaled[usable]) ** 2))
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path) -> Path:
