@@ -18,11 +18,14 @@ buffers, so it takes and returns values in physical units.
 
 Missing targets (NaN) are masked out of their block's likelihood for that galaxy, never
 filled: a NaN in any of a block's variables removes that galaxy from the block's flow term
-(its other variables still train their mean heads). A child block sees each parent value
-together with a 0/1 "known" indicator (0 for a missing value, whose slot then holds 0), so
-a galaxy whose O/H is measured but whose M_BH is not still trains p(O/H | h, core): the
-network learns that an unknown parent carries no information. In prediction every parent
-value is a draw, so every indicator is 1.
+(its other variables still train their mean heads). Where a missing value is the parent of
+a later block, the child is conditioned on a draw of it from the chain's own model of that
+block (given h and the block's parents), exactly what it is conditioned on in prediction;
+so a galaxy whose O/H is measured but whose M_BH is not still trains p(O/H | h, core, M_BH).
+(A "value unknown" indicator would not do: missingness is informative, M_BH is missing for
+the galaxies with the smallest velocity dispersions, and a child trained on the indicator
+learns that, then meets only "known" draws in prediction.) :meth:`ChainModel.log_prob`
+averages the child's density over such draws.
 """
 
 from __future__ import annotations
@@ -201,7 +204,7 @@ class ChainModel(nn.Module):
                 # A small per-galaxy embedding of h, computed once and shared by all draws
                 # of the parents, keeps the per-draw context cheap.
                 self.embeds[block.name] = nn.Linear(hidden_dim, context_embed_dim)
-                context_dim = context_embed_dim + 2 * sum(self._block(p).dim for p in block.parents)
+                context_dim = context_embed_dim + sum(self._block(p).dim for p in block.parents)
             else:
                 context_dim = hidden_dim
             self.flows[block.name] = build_flow(block.kind, block.dim, context_dim, **block.flow_options)
@@ -258,23 +261,15 @@ class ChainModel(nn.Module):
         return self.representation((features - self.feature_loc) / self.feature_scale)
 
     def block_distribution(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor]):
-        """The distribution of a block's standardised values given h and its parents' standardised values.
-
-        A parent value may hold NaN where it is unknown (a missing target in training): it
-        enters the context as 0 with a "known" indicator of 0.
-        """
+        """The distribution of a block's standardised values given h and its parents' standardised values."""
         if block.kind == "bernoulli":
             return dist.Bernoulli(logits=self.heads[block.name](h)).to_event(1)
         mean = self.heads[block.name](h)
         if block.parents:
             embed = self.embeds[block.name](h)
-            parent_values = []
-            for p in block.parents:
-                known = ~torch.isnan(parents[p])
-                # Standardised parent values are softly bounded to +-PARENT_BOUND: a draw far
-                # in a parent's tail must not send the child's network into extrapolation.
-                value = soft_clamp(parents[p].nan_to_num(0.0), PARENT_BOUND)
-                parent_values += [value, known.to(h.dtype)]
+            # Standardised parent values are softly bounded to +-PARENT_BOUND: a draw far in a
+            # parent's tail must not send the child's network into extrapolation.
+            parent_values = [soft_clamp(parents[p], PARENT_BOUND) for p in block.parents]
             shape = torch.broadcast_shapes(*(v.shape[:-1] for v in parent_values), embed.shape[:-1])
             context = torch.cat(
                 [embed.expand(*shape, -1)] + [v.expand(*shape, -1) for v in parent_values], dim=-1
@@ -284,6 +279,19 @@ class ChainModel(nn.Module):
         residual = self.flows[block.name](context)
         temperature = getattr(self, f"temperature_{block.name}")
         return dist.TransformedDistribution(residual, [dist.transforms.AffineTransform(mean, temperature, event_dim=1)])
+
+    def _observed_or_drawn(self, block: Block, distribution, observed: torch.Tensor, num_draws: int | None = None):
+        """A block's observed standardised values with the missing (NaN) ones replaced by draws
+        from ``distribution``, its model given h and the parents; ``num_draws`` adds a leading
+        draws dimension. Values that no later block reads are returned as they are."""
+        missing = torch.isnan(observed)
+        if not missing.any() or not any(block.name in b.parents for b in self.blocks):
+            return observed
+        with torch.no_grad():
+            # Parents already drawn num_draws times give the draws dimension; else add it here.
+            extra = (num_draws,) if num_draws and distribution.batch_shape == observed.shape[:-1] else ()
+            draw = distribution.sample(extra)
+        return torch.where(missing, draw, observed)
 
     # ------------------------------------------------------------------ Pyro
     def model(
@@ -316,13 +324,12 @@ class ChainModel(nn.Module):
                     continue
                 observed = self.standardise(block, targets[block.name])
                 missing = torch.isnan(observed)
-                observed = torch.where(missing, torch.zeros_like(observed), observed)
                 with poutine.mask(mask=~missing.any(-1)):
-                    pyro.sample(block.name, distribution, obs=observed)
-                values[block.name] = observed.masked_fill(missing, float("nan"))
+                    pyro.sample(block.name, distribution, obs=observed.nan_to_num(0.0))
+                values[block.name] = self._observed_or_drawn(block, distribution, observed)
                 if block.kind != "bernoulli" and self.mse_weight > 0:
                     # The paper's MSE term on the mean head, per variable, masked per element.
-                    error = (self.heads[block.name](h) - observed).pow(2).masked_fill(missing, 0.0)
+                    error = (self.heads[block.name](h) - observed.nan_to_num(0.0)).pow(2).masked_fill(missing, 0.0)
                     pyro.factor(f"{block.name}_mse", -0.5 * self.mse_weight * error.sum(-1))
         return values
 
@@ -408,26 +415,32 @@ class ChainModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
+                 num_draws: int = 64) -> dict[str, torch.Tensor]:
         """Per-galaxy log density of each block's observed values, in physical units.
 
         Includes the Jacobian of the standardisation and value transform, so numbers are
         comparable across models (a negative log-likelihood in the units of the catalog).
-        NaN where the block's targets are missing.
+        NaN where the block's targets are missing. Where a parent's value is missing, the
+        child's density is marginalised over that parent: ``log mean_k p(y | parent_k, h)``
+        over ``num_draws`` draws of it from the chain (exact when no parent is missing).
         """
         h = self.represent(features)
+        draws = num_draws if any(torch.isnan(targets[p]).any() for b in self.blocks for p in b.parents) else None
         values: dict[str, torch.Tensor] = {}
         out = {}
         for block in self.blocks:
             observed_physical = targets[block.name]
             observed = self.standardise(block, observed_physical)
             missing = torch.isnan(observed).any(-1)
-            safe = torch.where(torch.isnan(observed), torch.zeros_like(observed), observed)
-            lp = self.block_distribution(block, h, values).log_prob(safe)
+            distribution = self.block_distribution(block, h, values)
+            lp = distribution.log_prob(observed.nan_to_num(0.0))
+            if lp.ndim == 2:  # conditioned on drawn parents: average the density over the draws
+                lp = torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
             if block.kind != "bernoulli":
                 lp = lp + _log_abs_det_standardise(self, block, observed_physical)
             out[block.name] = lp.masked_fill(missing, float("nan"))
-            values[block.name] = observed
+            values[block.name] = self._observed_or_drawn(block, distribution, observed, draws)
         return out
 
 

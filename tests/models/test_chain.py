@@ -124,24 +124,54 @@ def test_teacher_forcing_conditions_oh_on_true_core():
     assert not torch.allclose(lp[finite], lp_shifted[finite])
 
 
-def test_child_of_a_missing_parent_still_trains_and_sees_it_as_unknown():
-    x, targets = toy_data(n=90)
-    chain = small_chain()
-    chain.set_standardisation(x, targets)
+def _make_oh_depend_on_its_context(chain):
     with torch.no_grad():
         for p in chain.flows["oh"].parameters():
             p.add_(0.3 * torch.randn_like(p))
-    lp = chain.log_prob(x, targets)
+
+
+def test_child_of_a_missing_parent_scores_marginalised_over_the_parents_draws():
+    x, targets = toy_data(n=90)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    _make_oh_depend_on_its_context(chain)
     no_mbh = torch.isnan(targets["bh"][:, 0]) & ~torch.isnan(targets["oh"][:, 0])
     assert no_mbh.any()
+    torch.manual_seed(1)
+    lp = chain.log_prob(x, targets, num_draws=4000)
     assert torch.isnan(lp["bh"][no_mbh]).all()  # masked out of the M_BH likelihood...
     assert torch.isfinite(lp["core"][no_mbh]).all()  # ...not out of the core's
     assert torch.isfinite(lp["oh"][no_mbh]).all()  # ...and O/H | core, M_BH still scores
-    # An unknown parent value is not a filled one: scoring with the mean written in, and
-    # marked known, gives a different density.
-    filled = targets["bh"].nan_to_num(float(chain.loc_bh[0]))
-    lp_filled = chain.log_prob(x, dict(targets, bh=filled))["oh"]
-    assert not torch.allclose(lp["oh"][no_mbh], lp_filled[no_mbh])
+    # The score is log mean_k p(oh | core, M_BH_k) over the chain's own M_BH draws:
+    # a Monte Carlo average that a second set of draws reproduces...
+    torch.manual_seed(2)
+    again = chain.log_prob(x, targets, num_draws=4000)["oh"]
+    torch.testing.assert_close(again[no_mbh], lp["oh"][no_mbh], atol=0.03, rtol=0)
+    # ...that is below the best single value of M_BH (Jensen) and differs from the mean's.
+    grid = torch.linspace(4, 12, 41)
+    best = torch.stack([chain.log_prob(x, dict(targets, bh=targets["bh"].nan_to_num(float(m))))["oh"]
+                        for m in grid]).max(0).values
+    assert (lp["oh"][no_mbh] <= best[no_mbh] + 0.05).all()
+    at_mean = chain.log_prob(x, dict(targets, bh=targets["bh"].nan_to_num(float(chain.loc_bh[0]))))["oh"]
+    assert not torch.allclose(lp["oh"][no_mbh], at_mean[no_mbh], atol=1e-3)
+    # Galaxies whose parents are all measured are scored exactly, without draws.
+    known = ~torch.isnan(targets["bh"][:, 0]) & ~torch.isnan(targets["oh"][:, 0])
+    torch.testing.assert_close(lp["oh"][known], again[known])
+
+
+def test_training_conditions_a_child_on_a_draw_where_its_parent_is_missing():
+    x, targets = toy_data(n=90)
+    chain = small_chain()
+    chain.set_standardisation(x, targets)
+    values = chain.model(x, **targets)
+    missing = torch.isnan(targets["bh"])
+    bh = values["bh"]
+    assert torch.isfinite(bh).all()  # what the O/H block was conditioned on
+    torch.testing.assert_close(bh[~missing], chain.standardise(chain.blocks[1], targets["bh"])[~missing])
+    # The draw is a draw from the M_BH block given h and the true core, not a fixed fill.
+    assert bh[missing].std() > 0.1
+    torch.manual_seed(5)
+    assert not torch.equal(chain.model(x, **targets)["bh"][missing], bh[missing])
 
 
 def test_minibatch_likelihood_is_scaled_to_n_total():
