@@ -47,7 +47,9 @@ class FitConfig:
     ``lr``, ``batch_size``, ``max_epochs``, ``patience``, ``max_seconds``; ``calibrate``:
     temperature-scale each block's residual on the validation galaxies after training
     (:meth:`~galppl.models.chain.ChainModel.calibrate`). VAE: ``vae_epochs``,
-    ``vae_patience``, ``vae_max_seconds``, ``vae_lr`` (the paper's 1e-4). ``seed`` seeds all.
+    ``vae_patience``, ``vae_max_seconds``, ``vae_lr`` (the paper's 1e-4). ``seed`` seeds all;
+    ``split_seed``, if given, seeds the split instead, so that fits with different ``seed`` s
+    (an ensemble, or a check of fit-to-fit variation) can share one split and one VAE.
     """
 
     n_galaxies: int = 20000
@@ -70,6 +72,7 @@ class FitConfig:
     vae_max_seconds: float | None = None
     calibrate: bool = True
     seed: int = 0
+    split_seed: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
@@ -105,7 +108,7 @@ def default_catalog(config: FitConfig, progress: bool = True) -> xr.Dataset:
 def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]:
     """Seeded disjoint split of the galaxy ids into ``vae``, ``train``, ``val`` and ``test``."""
     ids = data["galaxy"].values
-    order = np.random.default_rng(config.seed).permutation(len(ids))
+    order = np.random.default_rng(config.seed if config.split_seed is None else config.split_seed).permutation(len(ids))
     n_test = int(round(config.fractions[2] * len(ids)))
     n_val = int(round(config.fractions[1] * len(ids)))
     test, val, rest = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]

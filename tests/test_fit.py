@@ -33,6 +33,15 @@ def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
     assert len(photometry_only["vae"]) == 0  # no VAE to train: its share goes to the flows
 
 
+def test_split_seed_fixes_the_split_across_seeds(catalog):
+    def test_ids(**kw):
+        return split_galaxies(catalog, FitConfig(**kw))["test"]
+
+    assert not np.array_equal(test_ids(seed=0), test_ids(seed=1))
+    for name, ids in split_galaxies(catalog, FitConfig(seed=0)).items():
+        np.testing.assert_array_equal(split_galaxies(catalog, FitConfig(seed=1, split_seed=0))[name], ids)
+
+
 def test_predict_gives_inference_data_with_truth_inputs_and_units(catalog, posterior):
     test = catalog.sel(galaxy=posterior.split["test"][:40])
     idata = posterior.predict(test, num_samples=50)
