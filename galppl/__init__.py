@@ -4,7 +4,7 @@
 sky (or on a catalog you pass); ``.predict(catalog)`` returns an ``arviz.InferenceData``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from galppl.fit import FitConfig, fit, load  # noqa: E402
 

@@ -168,7 +168,14 @@ class GalaxyPosterior:
             raise ValueError(f"{str(path)!r} holds a {config.get('kind')!r}, not a posterior model")
         blocks = [Block.from_dict(b) for b in config["blocks"]]
         chain = ChainModel(blocks, len(config["feature_names"]), **config["chain_options"])
-        chain.load_state_dict(torch.load(path / "chain.pt", weights_only=True))
+        try:
+            chain.load_state_dict(torch.load(path / "chain.pt", weights_only=True))
+        except RuntimeError as error:
+            raise ValueError(
+                f"{str(path / 'chain.pt')!r} does not fit the chain its config.json describes (saved by galppl "
+                f"{config.get('galppl_version')}, this is galppl {galppl.__version__}): load it with the version "
+                f"that saved it, or refit"
+            ) from error
         vae = None
         if (path / "vae").exists():
             from galppl.models.vae import FittedVAE

@@ -1,5 +1,7 @@
 """galppl.fit / predict / save / load on small mock catalogs."""
 
+import json
+
 import arviz as az
 import numpy as np
 import pytest
@@ -92,6 +94,16 @@ def test_save_load_round_trip_gives_identical_draws(tmp_path, catalog, posterior
     b = loaded.predict(test, num_samples=30, seed=5)
     for name in a.posterior.data_vars:
         np.testing.assert_array_equal(a.posterior[name].values, b.posterior[name].values)
+
+
+def test_load_refuses_weights_that_do_not_fit_the_saved_chain(tmp_path, posterior):
+    path = posterior.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    config["chain_options"]["hidden_dim"] = 64  # as if saved by a galppl whose chain differed
+    config["galppl_version"] = "0.0.1"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"chain\.pt.*does not fit.*saved by galppl 0\.0\.1"):
+        galppl.load(path)
 
 
 def test_history_records_training_and_exclusions(posterior):
