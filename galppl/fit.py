@@ -48,8 +48,9 @@ class FitConfig:
     temperature-scale each block's residual on the validation galaxies after training
     (:meth:`~galppl.models.chain.ChainModel.calibrate`). VAE: ``vae_epochs``,
     ``vae_patience``, ``vae_max_seconds``, ``vae_lr`` (the paper's 1e-4). ``seed`` seeds all;
-    ``split_seed``, if given, seeds the split instead, so that fits with different ``seed`` s
-    (an ensemble, or a check of fit-to-fit variation) can share one split and one VAE.
+    ``split_seed``, if given, seeds the split (and the embedded mock sky) instead, so that fits
+    with different ``seed`` s (an ensemble, or a check of fit-to-fit variation) can share one
+    data set, one split and one VAE.
     """
 
     n_galaxies: int = 20000
@@ -93,6 +94,11 @@ class FitConfig:
         if self.lr <= 0 or self.vae_lr <= 0:
             raise ValueError(f"learning rates must be > 0, got lr={self.lr}, vae_lr={self.vae_lr}")
 
+    @property
+    def data_seed(self) -> int:
+        """The seed of the embedded mock sky and of the split."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -102,13 +108,13 @@ def default_catalog(config: FitConfig, progress: bool = True) -> xr.Dataset:
     from galppl.data.simulate import simulate
 
     image_size = config.image_size if uses_images(config.inputs) else None
-    return simulate(config.n_galaxies, seed=config.seed, image_size=image_size, progress=progress)
+    return simulate(config.n_galaxies, seed=config.data_seed, image_size=image_size, progress=progress)
 
 
 def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]:
     """Seeded disjoint split of the galaxy ids into ``vae``, ``train``, ``val`` and ``test``."""
     ids = data["galaxy"].values
-    order = np.random.default_rng(config.seed if config.split_seed is None else config.split_seed).permutation(len(ids))
+    order = np.random.default_rng(config.data_seed).permutation(len(ids))
     n_test = int(round(config.fractions[2] * len(ids)))
     n_val = int(round(config.fractions[1] * len(ids)))
     test, val, rest = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]

@@ -5,10 +5,11 @@ import json
 import arviz as az
 import numpy as np
 import pytest
+import xarray as xr
 
 import galppl
 from galppl.data.simulate import simulate
-from galppl.fit import FitConfig, split_galaxies
+from galppl.fit import FitConfig, default_catalog, split_galaxies
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
 
@@ -42,6 +43,16 @@ def test_split_seed_fixes_the_split_across_seeds(catalog):
     assert not np.array_equal(test_ids(seed=0), test_ids(seed=1))
     for name, ids in split_galaxies(catalog, FitConfig(seed=0)).items():
         np.testing.assert_array_equal(split_galaxies(catalog, FitConfig(seed=1, split_seed=0))[name], ids)
+
+
+def test_split_seed_also_fixes_the_embedded_mock_sky(tmp_path, monkeypatch):
+    monkeypatch.setenv("GALPPL_CACHE", str(tmp_path))
+
+    def sky(**kw):
+        return default_catalog(FitConfig(n_galaxies=40, inputs="photometry", **kw), progress=False)
+
+    xr.testing.assert_identical(sky(seed=1, split_seed=0), sky(seed=0))
+    assert not np.array_equal(sky(seed=1)["z"].values, sky(seed=0)["z"].values)
 
 
 def test_predict_gives_inference_data_with_truth_inputs_and_units(catalog, posterior):
