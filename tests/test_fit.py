@@ -141,6 +141,8 @@ def test_fit_with_images_trains_vae_on_disjoint_galaxies():
         ({"fractions": (0.5, 0.5, 0.5)}, ValueError, "summing to 1"),
         ({"inputs": "spectra"}, ValueError, "inputs must be one of"),
         ({"image_size": 60}, ValueError, "multiple of 8"),
+        ({"split_seed": -1}, ValueError, "split_seed must be a non-negative integer"),
+        ({"seed": 1.5}, ValueError, "seed must be a non-negative integer"),
     ],
 )
 def test_fit_argument_errors(catalog, kwargs, error, message):

@@ -324,12 +324,13 @@ class ChainModel(nn.Module):
                     continue
                 observed = self.standardise(block, targets[block.name])
                 missing = torch.isnan(observed)
+                filled = observed.nan_to_num(0.0)  # masked out below wherever it was filled
                 with poutine.mask(mask=~missing.any(-1)):
-                    pyro.sample(block.name, distribution, obs=observed.nan_to_num(0.0))
+                    pyro.sample(block.name, distribution, obs=filled)
                 values[block.name] = self._observed_or_drawn(block, distribution, observed)
                 if block.kind != "bernoulli" and self.mse_weight > 0:
                     # The paper's MSE term on the mean head, per variable, masked per element.
-                    error = (self.heads[block.name](h) - observed.nan_to_num(0.0)).pow(2).masked_fill(missing, 0.0)
+                    error = (self.heads[block.name](h) - filled).pow(2).masked_fill(missing, 0.0)
                     pyro.factor(f"{block.name}_mse", -0.5 * self.mse_weight * error.sum(-1))
         return values
 
@@ -425,6 +426,8 @@ class ChainModel(nn.Module):
         child's density is marginalised over that parent: ``log mean_k p(y | parent_k, h)``
         over ``num_draws`` draws of it from the chain (exact when no parent is missing).
         """
+        if int(num_draws) < 1:
+            raise ValueError(f"num_draws must be >= 1, got {num_draws}")
         h = self.represent(features)
         draws = num_draws if any(torch.isnan(targets[p]).any() for b in self.blocks for p in b.parents) else None
         values: dict[str, torch.Tensor] = {}

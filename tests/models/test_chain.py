@@ -159,6 +159,12 @@ def test_child_of_a_missing_parent_scores_marginalised_over_the_parents_draws():
     torch.testing.assert_close(lp["oh"][known], again[known])
 
 
+def test_log_prob_needs_at_least_one_draw():
+    x, targets = toy_data(n=8)
+    with pytest.raises(ValueError, match="num_draws must be >= 1"):
+        small_chain().log_prob(x, targets, num_draws=0)
+
+
 def test_training_conditions_a_child_on_a_draw_where_its_parent_is_missing():
     x, targets = toy_data(n=90)
     chain = small_chain()
