@@ -11,7 +11,7 @@ galaxies, cuts minibatches and calls ::
 
 where ``batch`` holds the minibatch rows of every tensor and ``n_total`` is the number of
 galaxies in the set being scored (training or validation set). The model and the guide
-open the galaxy plate with :func:`galaxy_plate`, which scales each galaxy's log-density
+open the galaxy plate with :func:`galppl.models.plate.galaxy_plate`, which scales each galaxy's log-density
 by ``n_total / batch size`` so that every step is an unbiased estimate of the full-data
 ELBO (Hoffman et al. 2013, stochastic variational inference). Called by hand on a whole
 catalog, ``n_total`` defaults to the batch size and nothing is rescaled.
@@ -41,7 +41,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from tqdm import tqdm
 
-__all__ = ["TrainConfig", "TrainHistory", "galaxy_plate", "train_svi"]
+__all__ = ["TrainConfig", "TrainHistory", "train_svi"]
 
 
 @dataclass(frozen=True)
@@ -124,20 +124,6 @@ class TrainHistory:
         for key in ("train_loss", "val_loss"):
             data[key] = [math.nan if v is None else float(v) for v in data.get(key, [])]
         return cls(**data)
-
-
-def galaxy_plate(batch_size: int, n_total: int | None = None, *, name: str = "galaxy", device=None):
-    """The ``pyro.plate`` over galaxies that models and guides open (see module docstring).
-
-    ``batch_size`` galaxies are present; they stand for ``n_total`` (default: themselves),
-    so each galaxy's log-density is scaled by ``n_total / batch_size``.
-    """
-    n_total = batch_size if n_total is None else int(n_total)
-    if n_total < batch_size:
-        raise ValueError(f"n_total ({n_total}) cannot be smaller than the minibatch ({batch_size} galaxies)")
-    # An explicit subsample keeps pyro from drawing random indices (and touching the RNG):
-    # the minibatch rows were already chosen by the training loop.
-    return pyro.plate(name, size=n_total, subsample=torch.arange(batch_size, device=device))
 
 
 def _check_data(data: dict, what: str) -> int:

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from galppl.train import TrainConfig, TrainHistory, galaxy_plate, train_svi
+from galppl.models.plate import galaxy_plate
+from galppl.train import TrainConfig, TrainHistory, train_svi
 
 NOISE = 0.1
 

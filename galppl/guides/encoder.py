@@ -14,7 +14,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from galppl.train import galaxy_plate
+from galppl.models.plate import galaxy_plate
 
 __all__ = ["Encoder", "conv_block_norm"]
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from galppl.flows import build_flow
 from galppl.flows._nets import soft_clamp
-from galppl.train import galaxy_plate
+from galppl.models.plate import galaxy_plate
 
 BLOCK_KINDS = ("realnvp", "affine", "spline", "bernoulli")
 # Soft bound on the standardised parent values a child is conditioned on (identity within
@@ -307,7 +307,7 @@ class ChainModel(nn.Module):
         physical units with NaN where missing. With targets every block is observed (teacher
         forcing); without, every block is sampled, ``num_draws`` times per galaxy (a
         ``draws`` plate at dim -2). ``n_total`` is the number of galaxies the minibatch
-        stands for (:func:`galppl.train.galaxy_plate`). Returns block name -> standardised
+        stands for (:func:`galppl.models.plate.galaxy_plate`). Returns block name -> standardised
         values.
         """
         if targets and set(targets) != {b.name for b in self.blocks}:

@@ -32,7 +32,8 @@ from torch import nn
 import galppl
 from galppl.data.prepare import ImageError, ImageScaler, check_images, image_quality, image_units
 from galppl.guides.encoder import Encoder, conv_block_norm
-from galppl.train import TrainConfig, TrainHistory, galaxy_plate, train_svi
+from galppl.models.plate import galaxy_plate
+from galppl.train import TrainConfig, TrainHistory, train_svi
 
 __all__ = ["Decoder", "FittedVAE", "VAEConfig", "VAEModel", "fit_vae"]
 
