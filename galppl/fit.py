@@ -190,8 +190,7 @@ def fit(model: str = "props", data: xr.Dataset | None = None, *, config: FitConf
 
     train, val = tensors("train"), tensors("val")
     chain_options = {"hidden_dim": config.hidden_dim, "dropout": config.dropout}
-    torch.manual_seed(config.seed)  # the chain's initial weights
-    chain = ChainModel(blocks, features.sizes["feature"], **chain_options)
+    chain = ChainModel(blocks, features.sizes["feature"], seed=config.seed, **chain_options)
     chain.set_standardisation(train["features"], {k: v for k, v in train.items() if k != "features"})
     train_config = TrainConfig(lr=config.lr, batch_size=config.batch_size, max_epochs=config.max_epochs,
                                patience=config.patience, seed=config.seed, max_seconds=config.max_seconds,

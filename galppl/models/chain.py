@@ -41,7 +41,7 @@ from pyro import poutine
 from torch import nn
 
 from galppl.flows import build_flow
-from galppl.flows._nets import soft_clamp
+from galppl.flows._nets import seeded, soft_clamp
 from galppl.models.plate import galaxy_plate
 
 BLOCK_KINDS = ("realnvp", "affine", "spline", "bernoulli")
@@ -81,6 +81,8 @@ class Block:
         consistency check; the likelihood masks missing values either way).
     transform: a key of ``VALUE_TRANSFORMS`` applied to the targets before modelling.
     flow_options: keyword arguments for :func:`galppl.flows.build_flow`.
+    derived: names of derived-quantity functions (registered in ``galppl.models.derived``)
+        that turn this block's draws into draws of physical quantities (e.g. BPT classes).
     """
 
     name: str
@@ -90,10 +92,12 @@ class Block:
     gate: str | None = None
     transform: str = "identity"
     flow_options: dict = field(default_factory=dict)
+    derived: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "variables", tuple(self.variables))
         object.__setattr__(self, "parents", tuple(self.parents))
+        object.__setattr__(self, "derived", tuple(self.derived))
         if not self.name.isidentifier():
             raise ValueError(f"block name {self.name!r} must be a Python identifier")
         if self.kind not in BLOCK_KINDS:
@@ -122,6 +126,7 @@ class Block:
             "gate": self.gate,
             "transform": self.transform,
             "flow_options": dict(self.flow_options),
+            "derived": list(self.derived),
         }
 
     @classmethod
@@ -180,8 +185,13 @@ class ChainModel(nn.Module):
         context_embed_dim: int = 32,
         mse_weight: float = 1.0,
         dropout: float = 0.0,
+        seed: int = 0,
     ):
         super().__init__()
+        with seeded(seed):  # the initial weights, without touching the caller's generator
+            self._build(blocks, feature_dim, hidden_dim, head_hidden_dim, context_embed_dim, mse_weight, dropout)
+
+    def _build(self, blocks, feature_dim, hidden_dim, head_hidden_dim, context_embed_dim, mse_weight, dropout):
         self.blocks = check_blocks(blocks)
         self.feature_dim = int(feature_dim)
         self.hidden_dim = int(hidden_dim)
