@@ -19,13 +19,17 @@ from galppl.physics import (
     K_HALPHA,
     K_HBETA,
     KENNICUTT_HALPHA,
+    LINE_FLUX_CGS,
+    MPC_CM,
     T04_MINUS_PP04,
     bpt_class,
+    bpt_ratios,
     kauffmann03,
+    log_flux_from_luminosity,
+    log_halpha_luminosity_from_sfr,
     n2_from_oh_pp04,
 )
 
-MPC_CM = 3.0856775814913673e24
 FIBRE_RADIUS = 1.5  # arcsec, SDSS spectroscopic fibre (3" diameter)
 N2_SATURATION = -0.25  # [N II]/H-alpha saturates at high metallicity (Denicolo et al. 2002)
 N2_SCATTER = 0.1  # dex
@@ -74,8 +78,8 @@ def point_source_fraction(psf_fwhm):
 def halpha_flux_total(log_sfr, lum_dist_mpc):
     """Intrinsic (dust-free) total H-alpha flux [1e-17 erg s-1 cm-2] from SFR: Kennicutt &
     Evans 2012, log L(Ha) = log SFR + 41.27."""
-    log_l = np.asarray(log_sfr) + KENNICUTT_HALPHA
-    return 10.0 ** (log_l - np.log10(4 * np.pi) - 2 * np.log10(np.asarray(lum_dist_mpc) * MPC_CM) + 17.0)
+    log_l = log_halpha_luminosity_from_sfr(np.asarray(log_sfr))
+    return 10.0 ** (log_flux_from_luminosity(log_l, np.asarray(lum_dist_mpc) * MPC_CM) - np.log10(LINE_FLUX_CGS))
 
 
 def n2_from_oh(oh_t04):
@@ -205,9 +209,7 @@ def metallicity_detectable(measured: LineFluxes, errors: LineFluxes) -> np.ndarr
     sn_ok = np.ones(np.shape(measured.halpha), dtype=bool)
     for k in ("halpha", "hbeta", "nii", "oiii"):
         sn_ok &= getattr(measured, k) > SN_DETECT * getattr(errors, k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n2 = np.log10(measured.nii / measured.halpha)
-        o3 = np.log10(measured.oiii / measured.hbeta)
+    n2, o3 = bpt_ratios(measured.halpha, measured.hbeta, measured.nii, measured.oiii)
     return sn_ok & (bpt_class(np.where(sn_ok, n2, np.nan), np.where(sn_ok, o3, np.nan)) == 0)
 
 

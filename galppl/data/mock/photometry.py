@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from galppl.data.schema import BANDS
+from galppl.physics import K_HALPHA, K_HBETA, K_OII, M_SUN_R
 
-M_SUN_R = 4.65  # AB (Blanton & Roweis 2007)
 BELL03_R = (-0.306, 1.097)  # log(M/L_r) = a + b (g - r), Bell et al. 2003 Table 7
 KROUPA_OFFSET = -0.1  # dex, diet Salpeter -> Kroupa (Bell et al. 2003)
 # Recalibration of the zero point and colour slope so that the mock's M/L at fixed observed
@@ -287,7 +287,6 @@ NANOMAGGY_CGS = 3.631e-29  # erg s-1 cm-2 Hz-1
 LINE_WAVELENGTHS = {"halpha": 6563.0, "nii": 6584.0, "nii_6548": 6548.0, "hbeta": 4861.0,
                     "oiii": 5007.0, "oiii_4959": 4959.0, "oii": 3727.0}  # fmt: skip
 OII_TO_HBETA = 2.5  # intrinsic [O II] 3727 / H-beta of near-solar star-forming galaxies (Kewley et al. 2004, AJ 127, 2002)
-K_OII = 4.77  # Cardelli et al. 1989 (R_V = 3.1) k at 3727 A
 
 
 def _band_line_weights(lam_obs) -> np.ndarray:
@@ -313,7 +312,7 @@ def line_band_fluxes(z, lines: dict, a_halpha) -> np.ndarray:
     flux = {
         "halpha": lines["halpha"], "nii": lines["nii"], "nii_6548": np.asarray(lines["nii"]) / 3.0,
         "hbeta": hb, "oiii": lines["oiii"], "oiii_4959": np.asarray(lines["oiii"]) / 3.0,
-        "oii": OII_TO_HBETA * hb * 10.0 ** (-0.4 * a_ha * (K_OII - 3.61) / 2.53),
+        "oii": OII_TO_HBETA * hb * 10.0 ** (-0.4 * a_ha * (K_OII - K_HBETA) / K_HALPHA),
     }  # fmt: skip
     out = np.zeros((z.size, len(BANDS)))
     for name, lam0 in LINE_WAVELENGTHS.items():

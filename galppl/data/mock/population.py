@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.cosmology import FlatLambdaCDM
 
-from galppl.physics import H0, OMEGA_M
+from galppl.physics import H0, M_SUN_R, OMEGA_M
 
 Z_MIN = 0.005
 Z_MAX = 0.3
@@ -32,7 +32,6 @@ BALDRY12 = {"log_mstar_knee": 10.66, "phi1": 3.96e-3, "alpha1": -0.35, "phi2": 0
 MASS_SCALE_OFFSET = 0.12
 LOG_MSTAR_MIN = 7.0  # below this the MGS holds essentially nothing (and Baldry+12 is unconstrained)
 LOG_MSTAR_MAX = 12.5
-M_SUN_R = 4.65  # AB absolute magnitude of the Sun in SDSS r (Blanton & Roweis 2007)
 # Lowest log(M/L_r) the photometry can produce (bluest colour, Kroupa), minus a safety margin.
 _MIN_LOG_ML = -0.75
 
