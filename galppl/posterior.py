@@ -25,9 +25,10 @@ import torch
 import xarray as xr
 
 import galppl
-from galppl.data.schema import KNOWN, LINE_FLUXES, validate
+from galppl.data.schema import KNOWN, validate
 from galppl.features import build_features, usable, uses_images
 from galppl.models.chain import Block, ChainModel
+from galppl.models.derived import add_derived
 
 CONSTANT_VARIABLES = ("mag", "mag_err", "extinction", "quality")
 
@@ -132,7 +133,7 @@ class GalaxyPosterior:
             "simulated": int(data.attrs.get("source") == "galppl.simulate"),
             "source": str(data.attrs.get("source", "")),
         }
-        posterior = _derived(posterior, data)
+        posterior = add_derived(posterior, self.chain.blocks, data)
         for group in (posterior, observed, constant):
             group.attrs.update(attrs)
         return az.InferenceData(posterior=posterior, observed_data=observed, constant_data=constant)
@@ -194,22 +195,6 @@ def _attrs(name: str, data: xr.Dataset) -> dict:
         return {"units": KNOWN[name].units, "description": KNOWN[name].description}
     attrs = data[name].attrs if name in data else {}
     return {"units": attrs.get("units", ""), "description": attrs.get("description", name)}
-
-
-def _derived(posterior: xr.Dataset, data: xr.Dataset) -> xr.Dataset:
-    """Add derived quantities (e.g. BPT classes from line draws) where the chain has lines.
-
-    The H-alpha SFR needs a redshift: the posterior's own z draws when the chain models z
-    (joint), else the catalog's z where it has one (the lines model).
-    """
-    if not set(LINE_FLUXES) <= set(posterior.data_vars):
-        return posterior
-    from galppl.models.lines import derived_quantities
-
-    z = None
-    if "z" not in posterior and "z" in data and data["z"].dims == ("galaxy",):
-        z = data["z"].astype(np.float64)
-    return posterior.merge(derived_quantities(posterior, z=z))
 
 
 def _jsonable(value):

@@ -16,13 +16,9 @@ from galppl import physics
 from galppl.data.schema import LINE_FLUXES
 from galppl.models import chain_blocks
 from galppl.models.chain import ChainModel
-from galppl.models.lines import (
-    INTERPOLATION_NODES,
-    bpt_class_of_fluxes,
-    derived_quantities,
-    lines_blocks,
-    luminosity_distance_cm,
-)
+from galppl.models.derived import derived_quantities
+from galppl.models.lines import lines_blocks
+from galppl.physics import bpt_class_of_fluxes
 
 SMALL = {"inputs": "photometry", "max_epochs": 2, "num_couplings": 4, "hidden_dim": 64, "batch_size": 256,
          "progress": False}
@@ -37,6 +33,7 @@ def test_lines_blocks_is_one_realnvp_block_over_the_four_fluxes():
     assert block.transform == "signed_log1p"
     assert block.flow_options == {"num_couplings": 7}
     assert block.parents == ()
+    assert block.derived == ("emission_lines",)
     assert lines_blocks(parents=("core",))[0].parents == ("core",)
 
 
@@ -176,16 +173,6 @@ def _hand_built():
     # galaxy 12: unusable inputs, NaN draws.
     g2 = [(np.nan,) * 4] * 4
     return np.stack([g0, g1, g2], axis=1), z
-
-
-@pytest.mark.parametrize("size", [5, 3 * INTERPOLATION_NODES])
-def test_luminosity_distance_matches_astropy_exact_or_interpolated(size):
-    z = np.random.default_rng(size).uniform(0.001, 0.4, size)
-    z[:3] = [0.0, -0.01, np.nan]
-    d_l = luminosity_distance_cm(z)
-    assert np.isnan(d_l[:3]).all()
-    exact = FlatLambdaCDM(H0=70, Om0=0.3).luminosity_distance(z[3:]).to_value(u.cm)
-    np.testing.assert_allclose(d_l[3:], exact, rtol=1e-6)
 
 
 def test_derived_quantities_values_and_units():
