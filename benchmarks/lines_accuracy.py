@@ -114,11 +114,11 @@ def main(argv=None) -> dict:
     import torch
 
     import galppl
-    from galppl import lines_figures as figures
+    from galppl import diagnostics as gd
     from galppl.data.simulate import simulate
-    from galppl.models.lines import (BPT_OUTCOMES, bpt_class_of_fluxes, bpt_probabilities, bpt_ratios,
-                                     derived_quantities, log_sfr_from_halpha)
-    from galppl.physics import a_halpha_from_balmer
+    from galppl.diagnostics import bpt_probabilities, class_reliability
+    from galppl.models.derived import derived_quantities
+    from galppl.physics import BPT_OUTCOMES, a_halpha_from_balmer, bpt_class_of_fluxes, log_sfr_from_halpha
 
     torch.set_num_threads(args.threads)
     n = args.n or (3000 if args.quick else 20000)
@@ -220,9 +220,9 @@ def main(argv=None) -> dict:
     bpt_table = {}
     for method, p in probabilities.items():
         label = np.argmax(p[:, :3], axis=1)
-        table = figures.reliability_table(p, measured_class)
-        bpt_table[method] = (accuracy(label, true_class), accuracy(label, measured_class), table.attrs["brier"])
-        print(f"{method:<18} {bpt_table[method][0]:>17.3f} {bpt_table[method][1]:>16.3f} {table.attrs['brier']:>26.3f}")
+        brier = class_reliability(p, measured_class)["brier"].item()
+        bpt_table[method] = (accuracy(label, true_class), accuracy(label, measured_class), brier)
+        print(f"{method:<18} {bpt_table[method][0]:>17.3f} {bpt_table[method][1]:>16.3f} {brier:>26.3f}")
     # point estimates: the class of the predicted fluxes (galppl: of its posterior medians)
     for method in predictions:
         key = "galppl median" if method == "galppl" else f"{method} reg"
@@ -230,12 +230,12 @@ def main(argv=None) -> dict:
         bpt_table[key] = (accuracy(label, true_class), accuracy(label, measured_class), float("nan"))
         print(f"{key:<18} {bpt_table[key][0]:>17.3f} {bpt_table[key][1]:>16.3f} {'-':>26}")
 
-    tables = {m: figures.reliability_table(probabilities[m], measured_class) for m in ("galppl", "grad. boosting clf")}
+    tables = {m: class_reliability(probabilities[m], measured_class) for m in ("galppl", "grad. boosting clf")}
     print("\n## reliability (one-vs-rest, pooled over the 4 outcomes, vs measured class)")
     print(f"{'bin':<10}" + "".join(f"{m + ' pred':>24}{m + ' obs':>23}{'n':>7}" for m in tables))
     for b in range(10):
-        cells = "".join(f"{t['predicted'].values[b]:>24.3f}{t['observed'].values[b]:>23.3f}"
-                        f"{int(t['count'].values[b]):>7d}" for t in tables.values())
+        cells = "".join(f"{t['mean_predicted'].values[b]:>24.3f}{t['observed_frequency'].values[b]:>23.3f}"
+                        f"{int(t['bin_count'].values[b]):>7d}" for t in tables.values())
         print(f"{b / 10:.1f}-{(b + 1) / 10:.1f}   " + cells)
 
     # ---- fibre SFR from H-alpha
@@ -251,10 +251,10 @@ def main(argv=None) -> dict:
 
     # ---- figures
     truth = test[[f"true_{name}" for name in LINES]].rename({f"true_{name}": name for name in LINES})
-    figures.plot_bpt(idata, truth).savefig(out / "bpt_noiseless_vs_posterior.png", dpi=120)
-    figures.plot_bpt(idata).savefig(out / "bpt_measured_vs_posterior.png", dpi=120)
-    figures.plot_lines_pred_vs_true(idata).savefig(out / "lines_pred_vs_measured.png", dpi=120)
-    figures.plot_lines_pred_vs_true(idata, truth).savefig(out / "lines_pred_vs_noiseless.png", dpi=120)
+    gd.plot_bpt(idata, truth).savefig(out / "bpt_noiseless_vs_posterior.png", dpi=120)
+    gd.plot_bpt(idata).savefig(out / "bpt_measured_vs_posterior.png", dpi=120)
+    gd.plot_lines_pred_vs_true(idata).savefig(out / "lines_pred_vs_measured.png", dpi=120)
+    gd.plot_lines_pred_vs_true(idata, truth).savefig(out / "lines_pred_vs_noiseless.png", dpi=120)
     # a well-detected star-forming galaxy (90th percentile of H-beta among them; the very
     # brightest is an outlier of the training set), and one of median H-alpha
     star_forming = np.flatnonzero(measured_class == 0)
@@ -262,8 +262,8 @@ def main(argv=None) -> dict:
     bright = int(test["galaxy"].values[ranked[int(0.9 * (len(ranked) - 1))]])
     typical = int(test["galaxy"].values[np.argsort(measured[:, 0])[len(measured) // 2]])
     for galaxy in (bright, typical):
-        figures.plot_lines_corner(idata, galaxy).savefig(out / f"lines_corner_{galaxy}.png", dpi=120)
-    figures.plot_bpt_reliability(tables).savefig(out / "bpt_reliability.png", dpi=120)
+        gd.plot_lines_corner(idata, galaxy).savefig(out / f"lines_corner_{galaxy}.png", dpi=120)
+    gd.plot_reliability(tables).savefig(out / "bpt_reliability.png", dpi=120)
 
     # ---- summary
     print("\n## summary (R^2 in signed log1p vs measured; H-alpha, H-beta, [NII], [OIII])")

@@ -1,4 +1,4 @@
-"""Diagnostics of galppl posteriors: accuracy, calibration, uncertainty split, detectability.
+"""Diagnostics of galppl posteriors: accuracy, calibration, uncertainty split, detectability, BPT.
 
 Every function takes an ``arviz.InferenceData`` with ``posterior`` draws (chain, draw, galaxy)
 and the truth in ``observed_data`` (galaxy,), and returns an ``xarray.Dataset``; plots return a
@@ -7,8 +7,10 @@ and the truth in ``observed_data`` (galaxy,), and returns an ``xarray.Dataset``;
 
 from ._checks import DiagnosticsError
 from .accuracy import accuracy, point_metrics
+from .bpt import bpt_probabilities, bpt_reliability, class_reliability, mean_bpt_ratios
 from .calibration import coverage, pit, pit_uniformity, tarp, tarp_coverage
 from .detection import detection
+from .lines_plots import plot_bpt, plot_lines_corner, plot_lines_pred_vs_true
 from .plots import (
     plot_coverage,
     plot_pit_ecdf,
@@ -25,11 +27,18 @@ from .uncertainty import uncertainty_split
 __all__ = [
     "DiagnosticsError",
     "accuracy",
+    "bpt_probabilities",
+    "bpt_reliability",
+    "class_reliability",
     "coverage",
     "detection",
+    "mean_bpt_ratios",
     "pit",
     "pit_uniformity",
+    "plot_bpt",
     "plot_coverage",
+    "plot_lines_corner",
+    "plot_lines_pred_vs_true",
     "plot_pit_ecdf",
     "plot_pred_vs_true",
     "plot_reliability",

@@ -16,6 +16,29 @@ from sklearn.metrics import roc_auc_score
 from ._checks import GALAXY, SAMPLE_DIMS, DiagnosticsError, check_probability, require
 
 
+def reliability_curve(prob: np.ndarray, outcome: np.ndarray, bins: int) -> dict:
+    """Reliability curve (numpy core): ``bins`` equal-width bins of the predicted probability
+    ``prob`` on [0, 1], each with its count, mean predicted probability and observed frequency
+    of the 0/1 ``outcome`` (NaN in empty bins). Both arrays finite, same shape."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, prob, side="right") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.bincount(which, weights=prob, minlength=bins) / count
+        freq = np.bincount(which, weights=outcome, minlength=bins) / count
+    return {"edges": edges, "bin_count": count, "mean_predicted": mean_pred, "observed_frequency": freq}
+
+
+def reliability_variables(curve: dict) -> tuple[dict, dict]:
+    """The data variables and coords (dim ``prob_bin``, ``bin_low``/``bin_high``) of a
+    :func:`reliability_curve`, as every reliability Dataset of the diagnostics lays them out."""
+    edges = curve["edges"]
+    data_vars = {name: ("prob_bin", curve[name]) for name in ("mean_predicted", "observed_frequency", "bin_count")}
+    coords = {"prob_bin": np.arange(edges.size - 1), "bin_low": ("prob_bin", edges[:-1]),
+              "bin_high": ("prob_bin", edges[1:])}
+    return data_vars, coords
+
+
 def detection_metrics(
     prob: np.ndarray, observed: np.ndarray, *, threshold: float = 0.5, bins: int = 10
 ) -> dict:
@@ -35,12 +58,6 @@ def detection_metrics(
     tn, fp, fn, tp = confusion.ravel()
     n = int(y.size)
     both_classes = 0 < y.sum() < n
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_pred = np.bincount(which, weights=p, minlength=bins) / count
-        freq = np.bincount(which, weights=y, minlength=bins) / count
     return {
         "confusion": confusion,
         "n": n,
@@ -51,10 +68,7 @@ def detection_metrics(
         "roc_auc": float(roc_auc_score(y, p)) if both_classes else np.nan,
         "brier": float(np.mean((p - y) ** 2)) if n else np.nan,
         "base_rate": float(y.mean()) if n else np.nan,
-        "edges": edges,
-        "bin_count": count,
-        "mean_predicted": mean_pred,
-        "observed_frequency": freq,
+        **reliability_curve(p, y, bins),
     }
 
 
@@ -103,23 +117,11 @@ def detection(
             f"detection: posterior['{source}'] has {p.size} galaxies, observed_data['{var}'] {obs.size}"
         )
     m = detection_metrics(p, obs.values, threshold=threshold, bins=int(bins))
-    edges = m["edges"]
     scalars = ("n", "n_missing", "accuracy", "precision", "recall", "roc_auc", "brier", "base_rate")
+    curve_vars, curve_coords = reliability_variables(m)
     ds = xr.Dataset(
-        {
-            "confusion": (("true", "predicted"), m["confusion"]),
-            **{k: m[k] for k in scalars},
-            "mean_predicted": ("prob_bin", m["mean_predicted"]),
-            "observed_frequency": ("prob_bin", m["observed_frequency"]),
-            "bin_count": ("prob_bin", m["bin_count"]),
-        },
-        coords={
-            "true": [0, 1],
-            "predicted": [0, 1],
-            "prob_bin": np.arange(int(bins)),
-            "bin_low": ("prob_bin", edges[:-1]),
-            "bin_high": ("prob_bin", edges[1:]),
-        },
+        {"confusion": (("true", "predicted"), m["confusion"]), **{k: m[k] for k in scalars}, **curve_vars},
+        coords={"true": [0, 1], "predicted": [0, 1], **curve_coords},
         attrs={"variable": var, "probability": source, "threshold": threshold},
     )
     ds["brier"].attrs = {"description": "mean squared error of the probability (0 is perfect)"}

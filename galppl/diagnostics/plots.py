@@ -226,22 +226,35 @@ def plot_pred_vs_true(
 
 
 def plot_reliability(data, *, figsize=None, **kwargs) -> Figure:
-    """Reliability diagram of a detection probability: observed frequency against mean
-    predicted probability per bin (the diagonal is perfect), with the bin counts below."""
-    ds = _detection(data) if isinstance(data, az.InferenceData) else data
+    """Reliability diagram: observed frequency against mean predicted probability per bin
+    (the diagonal is perfect), with the bin counts below.
+
+    ``data``: a `detection` result, a `bpt_reliability` / `class_reliability` result, an
+    InferenceData (its `detection` is computed), or a dict label -> such results to compare
+    several probabilities on one diagram (the legend gives each one's Brier score).
+    ``kwargs`` go to the curves (``Axes.plot``).
+    """
+    curves = data if isinstance(data, dict) else {"": _detection(data) if isinstance(data, az.InferenceData) else data}
     fig = Figure(figsize=figsize or (4.2, 5.0), layout="constrained")
     ax, axh = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     ax.plot([0, 1], [0, 1], color="0.4", lw=0.8, ls="--")
     kwargs = {"marker": "o"} | kwargs
-    ax.plot(ds["mean_predicted"], ds["observed_frequency"], **kwargs)
+    for k, (label, ds) in enumerate(curves.items()):
+        colour = kwargs.get("color", f"C{k}")
+        filled = ds["bin_count"].values > 0
+        legend = {"label": f"{label} (Brier {float(ds['brier']):.3f})"} if isinstance(data, dict) else {}
+        ax.plot(ds["mean_predicted"].values[filled], ds["observed_frequency"].values[filled],
+                **({"color": colour} | legend | kwargs))
+        edges = np.append(ds["bin_low"].values, ds["bin_high"].values[-1])
+        axh.stairs(ds["bin_count"].values, edges, color=colour, fill=len(curves) == 1, alpha=0.6)
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency")
-    ax.set_title(
-        f"{ds.attrs.get('variable', '')}: AUC={float(ds['roc_auc']):.3f}, Brier={float(ds['brier']):.3f}",
-        fontsize=9,
-    )
-    centres = (ds["bin_low"] + ds["bin_high"]) / 2
-    axh.bar(centres, ds["bin_count"], width=ds["bin_high"] - ds["bin_low"], color="0.6")
-    axh.set(xlabel="predicted probability", ylabel="galaxies")
+    if isinstance(data, dict):
+        ax.legend(fontsize="small", loc="upper left")
+    else:
+        ds = curves[""]
+        auc = f"AUC={float(ds['roc_auc']):.3f}, " if "roc_auc" in ds else ""
+        ax.set_title(f"{ds.attrs.get('variable', '')}: {auc}Brier={float(ds['brier']):.3f}", fontsize=9)
+    axh.set(xlabel="predicted probability", ylabel="count")
     return fig
 
 

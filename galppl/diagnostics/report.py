@@ -2,7 +2,9 @@
 
 `report` writes ``report.md`` and PNG figures (embedded by relative path) into a folder.
 Sections whose inputs are absent (no detection head in a lines model, no ensemble, fewer than
-two parameters for TARP) are skipped with a note saying why, never silently.
+two parameters for TARP) are skipped with a note saying why, never silently. The BPT section
+(class probabilities against the truth's class, the BPT diagram) belongs to models with line
+draws (lines, joint) and appears only for them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import xarray as xr
 
 from ._checks import DiagnosticsError, is_simulated, require, resolve_var_names
 from .accuracy import accuracy
+from .bpt import bpt_reliability, has_line_draws
 from .calibration import coverage, pit, pit_uniformity, tarp
 from .detection import detection
+from .lines_plots import plot_bpt
 from .plots import (
     plot_coverage,
     plot_pit_ecdf,
@@ -233,6 +237,19 @@ def report(
         w.add()
         w.figure(plot_reliability(det), "reliability", "reliability diagram")
 
+    def _bpt():
+        rel = bpt_reliability(idata)
+        w.add(
+            "Posterior BPT class probabilities (star-forming, composite, AGN, undefined; Kauffmann+03, "
+            "Kewley+01) against the class of the observed fluxes, one-vs-rest: multi-class Brier score "
+            "(0 is perfect) and reliability diagram."
+        )
+        w.add()
+        w.add(_table(["n", "n_missing", "Brier"], [[rel["n"].item(), rel["n_missing"].item(), rel["brier"].item()]]))
+        w.add()
+        w.figure(plot_reliability({"posterior": rel}), "bpt_probabilities", "BPT class probability reliability")
+        w.figure(plot_bpt(idata), "bpt_diagram", "BPT diagram: truth and posterior means")
+
     def _uncertainty():
         if ensemble is None:
             raise DiagnosticsError("no ensemble given (pass ensemble=[idata_1, ..., idata_K])")
@@ -249,6 +266,8 @@ def report(
     w.section("Calibration: TARP (joint)", _tarp)
     w.section("SBC" if simulated else "Rank statistics (held-out PIT, not SBC)", _sbc)
     w.section("Detectability", _detection)
+    if has_line_draws(idata):
+        w.section("BPT classes", _bpt)
     w.section("Aleatoric vs epistemic uncertainty", _uncertainty)
 
     path = out / REPORT_NAME

@@ -50,7 +50,9 @@ def test_report_skips_missing_optional_parts(tmp_path):
     assert "_Skipped: no ensemble given" in md
     assert "_Skipped: TARP is a joint test and needs at least two parameters" in md
     assert "reliability.png" not in md and not (tmp_path / "reliability.png").exists()
-    assert set(_links(md)) == {"pred_vs_true.png", "pit_ecdf.png", "coverage.png", "sbc.png"}
+    # a lines fit also gets the BPT section (its class probabilities and diagram)
+    assert set(_links(md)) == {"pred_vs_true.png", "pit_ecdf.png", "coverage.png", "sbc.png",
+                               "bpt_probabilities.png", "bpt_diagram.png"}
     for name in _links(md):
         assert (tmp_path / name).exists()
 

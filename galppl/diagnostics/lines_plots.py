@@ -1,4 +1,4 @@
-"""Figures of the emission-line posteriors. Each returns a ``matplotlib.figure.Figure``.
+"""Figures of emission-line posteriors. Each returns a ``matplotlib.figure.Figure``.
 
 Built on ``matplotlib.figure.Figure`` (not pyplot): nothing is shown or kept in global state;
 save with ``fig.savefig``. Inputs are an ``arviz.InferenceData`` from a lines or joint model
@@ -9,8 +9,10 @@ variables on dim ``galaxy`` (e.g. the simulator's noiseless ``true_flux_*`` rena
 - :func:`plot_bpt`: the BPT diagram of the truth beside the posterior means, with the
   Kauffmann et al. 2003 and Kewley et al. 2001 curves;
 - :func:`plot_lines_pred_vs_true`: posterior median and 68% interval against the truth, per line;
-- :func:`plot_lines_corner`: one galaxy's corner plot of the four lines (the paper's Fig. 5b);
-- :func:`plot_bpt_reliability`: reliability diagram of the BPT class probabilities.
+- :func:`plot_lines_corner`: one galaxy's corner plot of the four lines (the paper's Fig. 5b).
+
+The reliability diagram of the BPT class probabilities is
+:func:`galppl.diagnostics.plot_reliability` of a :func:`galppl.diagnostics.bpt_reliability`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from matplotlib.figure import Figure
 
 from galppl import physics
 from galppl.data.schema import LINE_FLUXES
-from galppl.models.lines import BPT_OUTCOMES, bpt_class_of_fluxes, bpt_probabilities, bpt_ratios, mean_bpt_ratios
+
+from ._checks import DiagnosticsError
+from .bpt import bpt_probabilities, line_truth, mean_bpt_ratios
 
 LINE_LABELS = {
     "flux_halpha": r"H$\alpha$",
@@ -37,14 +41,6 @@ def signed_log1p(x):
     """sign(x) log(1 + |x|): the space the lines model works in (finite for every flux)."""
     x = np.asarray(x, dtype=np.float64)
     return np.sign(x) * np.log1p(np.abs(x))
-
-
-def _truth(idata, truth: xr.Dataset | None) -> xr.Dataset:
-    truth = idata.observed_data if truth is None else truth
-    missing = [name for name in LINE_FLUXES if name not in truth]
-    if missing:
-        raise ValueError(f"the truth lacks {missing}: give a Dataset with {list(LINE_FLUXES)} on dim 'galaxy'")
-    return truth.sel(galaxy=idata.posterior["galaxy"].values)
 
 
 def _bpt_curves(ax) -> None:
@@ -63,14 +59,14 @@ def plot_bpt(idata, truth: xr.Dataset | None = None, *, figsize=(9.0, 4.2), xlim
     they are defined). Galaxies whose ratios are undefined (a flux <= 0) are not drawn; the
     panel titles count them. ``kwargs`` go to ``ax.scatter`` (e.g. ``s``, ``alpha``).
     """
-    truth = _truth(idata, truth)
+    truth = line_truth(idata, truth)
     fig = Figure(figsize=figsize, layout="constrained")
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     style = {"s": 4, "alpha": 0.6, "linewidths": 0, **kwargs}
 
     fluxes = [truth[name].values for name in LINE_FLUXES]
-    n2, o3 = bpt_ratios(*fluxes)
-    classes = bpt_class_of_fluxes(*fluxes)
+    n2, o3 = physics.bpt_ratios(*fluxes)
+    classes = physics.bpt_class_of_fluxes(*fluxes)
     means = mean_bpt_ratios(idata.posterior)
     probabilities = bpt_probabilities(idata.posterior)
     predicted = np.where(probabilities.isel(bpt_class=slice(0, 3)).notnull().all("bpt_class"),
@@ -101,7 +97,7 @@ def plot_lines_pred_vs_true(idata, truth: xr.Dataset | None = None, *, max_error
     (a seeded random subset); ``kwargs`` go to ``ax.scatter``. Each panel quotes R^2 in
     that space.
     """
-    truth = _truth(idata, truth)
+    truth = line_truth(idata, truth)
     fig = Figure(figsize=figsize, layout="constrained")
     axes = fig.subplots(1, len(LINE_FLUXES))
     rng = np.random.default_rng(seed)
@@ -137,16 +133,16 @@ def plot_lines_corner(idata, galaxy, truth: xr.Dataset | None = None, *, log_spa
     """
     posterior = idata.posterior
     if galaxy not in posterior["galaxy"].values:
-        raise ValueError(f"galaxy {galaxy!r} is not in the posterior (its galaxy coord holds "
+        raise DiagnosticsError(f"galaxy {galaxy!r} is not in the posterior (its galaxy coord holds "
                          f"{posterior['galaxy'].values[:5].tolist()}...)")
     transform = signed_log1p if log_space else (lambda v: np.asarray(v, dtype=np.float64))
     draws = {name: transform(posterior[name].sel(galaxy=galaxy).values.ravel()) for name in LINE_FLUXES}
     truth_values = {}
     if truth is not None or "observed_data" in idata.groups():
         try:
-            known = _truth(idata, truth)
+            known = line_truth(idata, truth)
             truth_values = {name: float(transform(known[name].sel(galaxy=galaxy).values)) for name in LINE_FLUXES}
-        except ValueError:
+        except DiagnosticsError:
             truth_values = {}
     n = len(LINE_FLUXES)
     fig = Figure(figsize=figsize, layout="constrained")
@@ -198,52 +194,3 @@ def _span(values, truth=None, coverage: float = 0.99) -> tuple[float, float]:
     low, high = min(points), max(points)
     pad = 0.05 * (high - low) if high > low else 0.5
     return float(low - pad), float(high + pad)
-
-
-def reliability_table(probabilities, outcome, bins: int = 10) -> xr.Dataset:
-    """Reliability of class probabilities, pooled over classes (one-vs-rest).
-
-    probabilities: (galaxy, class) with classes in ``BPT_OUTCOMES`` order (rows sum to 1);
-    outcome: (galaxy,) class index, -1 meaning "undefined" (the last column). Galaxies with
-    NaN probabilities are left out. Returns per probability bin the mean predicted
-    probability, the observed frequency and the count, plus the multi-class Brier score
-    (mean over galaxies of the summed squared error; 0 is perfect) in attrs.
-    """
-    p = np.asarray(probabilities, dtype=np.float64)
-    outcome = np.asarray(outcome)
-    column = np.where(outcome < 0, p.shape[1] - 1, outcome)
-    onehot = np.zeros_like(p)
-    onehot[np.arange(len(p)), column] = 1.0
-    keep = np.isfinite(p).all(axis=1)
-    p, onehot = p[keep], onehot[keep]
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(p.ravel(), edges) - 1, 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        predicted = np.bincount(which, weights=p.ravel(), minlength=bins) / count
-        observed = np.bincount(which, weights=onehot.ravel(), minlength=bins) / count
-    brier = float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
-    return xr.Dataset(
-        {"predicted": ("bin", predicted, {"units": "", "description": "mean predicted probability in the bin"}),
-         "observed": ("bin", observed, {"units": "", "description": "observed frequency of the class in the bin"}),
-         "count": ("bin", count, {"units": "", "description": "(galaxy, class) pairs in the bin"})},
-        coords={"bin_low": ("bin", edges[:-1]), "bin_high": ("bin", edges[1:])},
-        attrs={"brier": brier, "n_galaxies": int(keep.sum()), "classes": list(BPT_OUTCOMES)[: p.shape[1]]},
-    )
-
-
-def plot_bpt_reliability(tables: dict[str, xr.Dataset], *, figsize=(4.2, 4.0), **kwargs) -> Figure:
-    """Reliability diagram of one or more :func:`reliability_table` results (label -> table)."""
-    fig = Figure(figsize=figsize, layout="constrained")
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], "k:", lw=1)
-    for label, table in tables.items():
-        ok = table["count"].values > 0
-        ax.plot(table["predicted"].values[ok], table["observed"].values[ok], "o-", ms=3,
-                label=f"{label} (Brier {table.attrs['brier']:.3f})", **kwargs)
-    ax.set_xlabel("predicted class probability")
-    ax.set_ylabel("observed frequency")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize="small", loc="upper left")
-    return fig
