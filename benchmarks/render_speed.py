@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from _memory import PeakRSS
 
-from galppl.data.mock.images import StampParams, render_stamps, render_stamps_reference
+from galppl.data.mock.images import render_stamps
+from galppl.data.mock.stamp_scene import StampParams
+from galppl.data.mock.stamp_reference import render_stamps_reference
 
 
 def population(n: int, seed: int) -> tuple[StampParams, str]:

@@ -6,22 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from galppl.data.mock import images
-from galppl.data.mock.images import (
-    PSF_AMP,
-    SDSS_COUNTS_PER_NMGY,
-    SDSS_GAIN,
-    StampParams,
-    StampParamsError,
-    background_sigma,
-    draw_extras,
-    noise_equivalent_area,
-    psf_sigmas,
-    render_stamps,
-    render_stamps_reference,
-)
+from galppl.data.mock import images, stamp_scene
+from galppl.data.mock.images import render_stamps
+from galppl.data.mock.stamp_noise import SDSS_COUNTS_PER_NMGY, SDSS_GAIN, background_sigma, noise_equivalent_area
+from galppl.data.mock.stamp_reference import render_stamps_reference
+from galppl.data.mock.stamp_scene import PSF_AMP, StampParams, StampParamsError, draw_extras, psf_sigmas
 
-PIX = images.SDSS_PIXEL_SCALE
+PIX = stamp_scene.SDSS_PIXEL_SCALE
 
 
 @pytest.fixture(autouse=True)
@@ -147,14 +138,14 @@ def test_psf_fwhm_of_point_source():
         np.testing.assert_allclose(np.diag(cov), expected, rtol=0.01)
         assert abs(cov[0, 1]) < 1e-3 * expected
         # FWHM from the moments through the double-Gaussian shape
-        core = np.sqrt((cov[0, 0] - 1 / 12) / np.sum(PSF_AMP * images.PSF_SIGMA_RATIO**2)) * PIX
-        assert core * images.PSF_FWHM_PER_SIGMA == pytest.approx(fwhm[band], rel=0.01)
+        core = np.sqrt((cov[0, 0] - 1 / 12) / np.sum(PSF_AMP * stamp_scene.PSF_SIGMA_RATIO**2)) * PIX
+        assert core * stamp_scene.PSF_FWHM_PER_SIGMA == pytest.approx(fwhm[band], rel=0.01)
 
 
 def test_fourier_rendering_matches_oversampled_brute_force(monkeypatch):
     # a neighbour in every stamp, clumps on, one PSF sharp enough to need alias folding,
     # one galaxy much larger than the stamp (its light must not wrap around into it)
-    monkeypatch.setattr(images, "NEIGHBOUR_PROBABILITY", 1.0)
+    monkeypatch.setattr(stamp_scene, "NEIGHBOUR_PROBABILITY", 1.0)
     params = make_params(
         3,
         r50_disc=[0.8, 1.2, 8.0],
@@ -187,9 +178,9 @@ def test_knots_lie_on_the_disc_and_neighbours_are_rare_faint_and_near_the_edge()
     major = ex.clump_offset[..., 0] * -np.sin(pa) + ex.clump_offset[..., 1] * np.cos(pa)
     minor = ex.clump_offset[..., 0] * np.cos(pa) + ex.clump_offset[..., 1] * np.sin(pa)
     radius = np.hypot(major, minor / params.q_disc[:, None]) / (params.r50_disc[:, None] / PIX)
-    assert radius.min() >= images.CLUMP_RADII[0] * 0.99 and radius.max() <= images.CLUMP_RADII[1] * 1.01
+    assert radius.min() >= stamp_scene.CLUMP_RADII[0] * 0.99 and radius.max() <= stamp_scene.CLUMP_RADII[1] * 1.01
     np.testing.assert_allclose(ex.clump_weight.sum(axis=1), 1.0)
-    assert ex.neighbour.mean() == pytest.approx(images.NEIGHBOUR_PROBABILITY, abs=0.012)
+    assert ex.neighbour.mean() == pytest.approx(stamp_scene.NEIGHBOUR_PROBABILITY, abs=0.012)
     primary = params.flux_bulge[:, 1] + params.flux_disc[:, 1]
     assert np.all(ex.neighbour_flux[ex.neighbour, 1] < 0.51 * primary[ex.neighbour])
     assert np.all(ex.neighbour_flux[~ex.neighbour] == 0)
@@ -232,7 +223,7 @@ def test_noise_includes_source_poisson_term():
 
 
 def test_same_seed_same_stamps_independent_of_chunk(monkeypatch):
-    monkeypatch.setattr(images, "NEIGHBOUR_PROBABILITY", 0.3)
+    monkeypatch.setattr(stamp_scene, "NEIGHBOUR_PROBABILITY", 0.3)
     rng = np.random.default_rng(0)
     n = 23
     params = make_params(

@@ -4,5 +4,8 @@
 - ``properties``: star formation, quenching, metallicity, sigma, black holes, dust, sizes, morphology;
 - ``photometry``: two-template SEDs, Bell et al. 2003 M/L, k-corrections, extinction, errors;
 - ``lines``: fibre emission lines (star formation, AGN, retired galaxies), noise, detectability;
-- ``images``: gri stamp rendering (bulge + disc, PSF, noise).
+- ``stamp_scene``: what a gri stamp shows (bulge + disc profiles, PSF, knots, neighbours);
+- ``images``: the exact Fourier renderer of stamps (``render_stamps``);
+- ``stamp_noise``: background and source noise at SDSS depth;
+- ``stamp_reference``: the brute-force reference renderer the tests check ``images`` against.
 """
