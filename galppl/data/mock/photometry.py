@@ -38,7 +38,8 @@ ML_INTRINSIC_SCATTER = 0.1
 # (Blanton et al. 2003, ApJ 592, 819), about z = 0.1 where Bell et al. 2003 is calibrated.
 LUMINOSITY_EVOLUTION_Q = 1.6
 
-# SDSS 5-sigma point-source depths (AB), u g r i z (York et al. 2000; Abazajian et al. 2004).
+# SDSS 5-sigma point-source depths (AB), u g r i z (York et al. 2000; Abazajian et al. 2004, 2009):
+# they set both the photometric errors and the stamps' background noise (stamp_noise).
 DEPTH_5SIGMA = {"u": 22.0, "g": 22.2, "r": 22.2, "i": 21.3, "z": 20.5}
 CALIBRATION_FLOOR = {"u": 0.02, "g": 0.01, "r": 0.01, "i": 0.01, "z": 0.015}  # mag
 # Extended sources are measured in apertures of several PSF areas: noise grows with size.

@@ -11,11 +11,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+from galppl.data.mock.photometry import DEPTH_5SIGMA
 from galppl.data.mock.stamp_scene import CHANNELS, PSF_AMP, SDSS_PIXEL_SCALE, psf_sigmas
 
-# 5-sigma point-source depths (AB mag), as quoted for SDSS imaging (York et al. 2000;
-# Abazajian et al. 2009, DR7); SIMULATOR.md section 4.
-SDSS_DEPTH_5SIGMA = {"u": 22.0, "g": 22.2, "r": 22.2, "i": 21.3, "z": 20.5}
 # Photon noise of the source itself: SDSS CCD gain (e-/DN; ~4.7 in r, used for all three
 # bands) and the flux calibration, DN per nanomaggy = 1 / NMGY (the NMGY keyword of
 # SDSS-III frame files; typical values ~0.0038 g, ~0.0052 r, ~0.0070 i nanomaggy/DN).
@@ -66,7 +64,7 @@ def background_sigma(
 
 
 def check_depth(depth_5sigma: dict | None) -> dict:
-    depth = SDSS_DEPTH_5SIGMA if depth_5sigma is None else depth_5sigma
+    depth = DEPTH_5SIGMA if depth_5sigma is None else depth_5sigma
     for c in CHANNELS:
         value = depth.get(c) if hasattr(depth, "get") else None
         if value is None or not np.isfinite(value):
