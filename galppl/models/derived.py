@@ -27,9 +27,6 @@ from galppl.data.schema import LINE_FLUXES
 DRAW_DIMS = ("chain", "draw")
 
 
-DRAW_DIMS = ("chain", "draw")
-
-
 def derived_quantities(posterior: xr.Dataset, z: xr.DataArray | None = None) -> xr.Dataset:
     """Physical quantities derived draw by draw from the line posterior.
 
