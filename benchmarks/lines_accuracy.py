@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
 
     import galppl
     from galppl import lines_figures as figures
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
     from galppl.models.lines import (BPT_OUTCOMES, bpt_class_of_fluxes, bpt_probabilities, bpt_ratios,
                                      derived_quantities, log_sfr_from_halpha)
     from galppl.physics import a_halpha_from_balmer

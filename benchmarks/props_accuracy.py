@@ -34,7 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import galppl
-from galppl.data.simulate import simulate
+from galppl.data import simulate
 from galppl.fit import block_targets
 from galppl.features import usable
 

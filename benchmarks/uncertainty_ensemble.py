@@ -25,7 +25,7 @@ import xarray as xr
 
 import galppl
 from galppl import diagnostics
-from galppl.data.simulate import simulate
+from galppl.data import simulate
 
 
 def main() -> None:

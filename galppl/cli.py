@@ -87,7 +87,7 @@ def _run(args) -> int:
 
 def _simulate(args) -> int:
     from galppl.data import save_catalog
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
 
     image_size = args.image_size or None
     catalog = simulate(args.n, seed=args.seed, image_size=image_size, progress=True)

@@ -109,7 +109,7 @@ class FitConfig:
 
 def default_catalog(config: FitConfig, progress: bool = True) -> xr.Dataset:
     """The embedded default data set: the mock SDSS sky (cached on disk after the first call)."""
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
 
     image_size = config.image_size if uses_images(config.inputs) else None
     return simulate(config.n_galaxies, seed=config.data_seed, image_size=image_size, progress=progress)

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 import galppl
-from galppl.data.simulate import simulate
+from galppl.data import simulate
 from galppl.fit import FitConfig, default_catalog, split_galaxies
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)

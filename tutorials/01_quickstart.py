@@ -19,7 +19,7 @@ import arviz as az  # noqa: E402
 
 import galppl  # noqa: E402
 from galppl import diagnostics  # noqa: E402
-from galppl.data.simulate import simulate  # noqa: E402
+from galppl.data import simulate  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="a small, fast version (used by the tests)")

@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 
 import galppl
-from galppl.data.simulate import simulate
+from galppl.data import simulate
 from galppl.models import Block, props_blocks
 
 parser = argparse.ArgumentParser()
