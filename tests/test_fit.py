@@ -25,31 +25,31 @@ def posterior(catalog):
 
 
 def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
-    config = FitConfig(vae_fraction=0.3, inputs="image+photometry")
+    config = FitConfig().with_options(vae_fraction=0.3, inputs="image+photometry")
     split = split_galaxies(catalog, config)
     ids = np.concatenate(list(split.values()))
     assert len(ids) == len(set(ids.tolist())) == catalog.sizes["galaxy"]
     n = catalog.sizes["galaxy"]
     assert abs(len(split["test"]) - 0.15 * n) <= 1 and abs(len(split["val"]) - 0.15 * n) <= 1
     assert abs(len(split["vae"]) - 0.3 * 0.7 * n) <= 2
-    photometry_only = split_galaxies(catalog, FitConfig(inputs="photometry"))
+    photometry_only = split_galaxies(catalog, FitConfig().with_options(inputs="photometry"))
     assert len(photometry_only["vae"]) == 0  # no VAE to train: its share goes to the flows
 
 
 def test_split_seed_fixes_the_split_across_seeds(catalog):
     def test_ids(**kw):
-        return split_galaxies(catalog, FitConfig(**kw))["test"]
+        return split_galaxies(catalog, FitConfig().with_options(**kw))["test"]
 
     assert not np.array_equal(test_ids(seed=0), test_ids(seed=1))
     for name, ids in split_galaxies(catalog, FitConfig(seed=0)).items():
-        np.testing.assert_array_equal(split_galaxies(catalog, FitConfig(seed=1, split_seed=0))[name], ids)
+        np.testing.assert_array_equal(split_galaxies(catalog, FitConfig().with_options(seed=1, split_seed=0))[name], ids)
 
 
 def test_split_seed_also_fixes_the_embedded_mock_sky(tmp_path, monkeypatch):
     monkeypatch.setenv("GALPPL_CACHE", str(tmp_path))
 
     def sky(**kw):
-        return default_catalog(FitConfig(n_galaxies=40, inputs="photometry", **kw), progress=False)
+        return default_catalog(FitConfig().with_options(n_galaxies=40, inputs="photometry", **kw), progress=False)
 
     xr.testing.assert_identical(sky(seed=1, split_seed=0), sky(seed=0))
     assert not np.array_equal(sky(seed=1)["z"].values, sky(seed=0)["z"].values)
@@ -110,7 +110,7 @@ def test_save_load_round_trip_gives_identical_draws(tmp_path, catalog, posterior
 def test_load_refuses_weights_that_do_not_fit_the_saved_chain(tmp_path, posterior):
     path = posterior.save(tmp_path / "model")
     config = json.loads((path / "config.json").read_text())
-    config["chain_options"]["hidden_dim"] = 64  # as if saved by a galppl whose chain differed
+    config["config"]["chain"]["hidden_dim"] = 64  # as if saved by a galppl whose chain differed
     config["galppl_version"] = "0.0.1"
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"chain\.pt.*does not fit.*saved by galppl 0\.0\.1"):
@@ -125,7 +125,7 @@ def test_history_records_training_and_exclusions(posterior):
 
 def test_fit_with_images_trains_vae_on_disjoint_galaxies():
     catalog = simulate(300, seed=4, image_size=16, cache=False)
-    post = galppl.fit("props", catalog, vae_epochs=1, **QUICK)
+    post = galppl.fit("props", catalog, vae_max_epochs=1, **QUICK)
     assert post.vae is not None
     assert not set(post.split["vae"]) & set(post.split["train"])
     assert post.feature_names[:2] == ["latent_mean_0", "latent_mean_1"]
