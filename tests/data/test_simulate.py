@@ -235,3 +235,12 @@ def test_images_match_catalog_photometry():
     # the noisy stamps carry the same light on average
     noisy = cat["image"].values[compact].sum(axis=(2, 3))
     assert np.median(noisy[:, 1] / expected[:, 1]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_simulate_is_the_function_at_galppl_data_and_galppl():
+    import galppl
+    import galppl.data as gd
+
+    assert gd.simulate is galppl.simulate is simulate
+    xr.testing.assert_identical(gd.simulate(30, seed=0, image_size=None, cache=False),
+                                simulate(30, seed=0, image_size=None, cache=False))
