@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/uncertainty")
     args = parser.parse_args()
     n, k = (2000, 3) if args.quick else (args.n, args.k)
-    options = (dict(max_epochs=10, vae_epochs=2) if args.quick
+    options = (dict(max_epochs=10, vae_max_epochs=2) if args.quick
                else dict(max_seconds=60 * args.chain_minutes, vae_max_seconds=60 * args.vae_minutes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
