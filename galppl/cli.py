@@ -28,24 +28,20 @@ DEFAULT_MINUTES = 8.0
 VAE_SHARE, CHAIN_SHARE = 0.35, 0.45
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _integer(low: int):
+    """An argparse type: an integer >= ``low`` (0 or 1)."""
+    what = "a positive integer" if low == 1 else "a non-negative integer"
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+    return parse
 
 
 def _positive_minutes(text: str) -> float:
@@ -192,6 +188,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from galppl.features import INPUTS
+
     parser = _Parser(prog="galppl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -199,29 +197,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="props", choices=["props", "lines", "joint"])
     run.add_argument("--config", help="a FitConfig as TOML ([data], [chain], [train], [vae], seed)")
     run.add_argument("--out", default="runs/default", help="output folder (default: runs/default)")
-    run.add_argument("--n-galaxies", type=_positive_int, help="mock galaxies (default 20000)")
-    run.add_argument("--image-size", type=_positive_int, help="stamp side in pixels, a multiple of 8 (default 64)")
-    run.add_argument("--inputs", choices=["image+photometry", "photometry", "image"],
+    run.add_argument("--n-galaxies", type=_integer(1), help="mock galaxies (default 20000)")
+    run.add_argument("--image-size", type=_integer(1), help="stamp side in pixels, a multiple of 8 (default 64)")
+    run.add_argument("--inputs", choices=INPUTS,
                      help="input variant (default image+photometry)")
-    run.add_argument("--num-samples", type=_positive_int, default=1000, help="posterior draws per galaxy")
+    run.add_argument("--num-samples", type=_integer(1), default=1000, help="posterior draws per galaxy")
     run.add_argument("--minutes", type=_positive_minutes,
                      help=f"wall-clock budget for the two trainings (default {DEFAULT_MINUTES:g} without --config)")
-    run.add_argument("--seed", type=_non_negative_int, help="the fit's seed (default 0)")
+    run.add_argument("--seed", type=_integer(0), help="the fit's seed (default 0)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(check=run_config, func=_run)
 
     simulate = sub.add_parser("simulate", help="write a mock SDSS catalog (.nc or .zarr)")
-    simulate.add_argument("n", type=_positive_int)
+    simulate.add_argument("n", type=_integer(1))
     simulate.add_argument("out")
-    simulate.add_argument("--image-size", type=_non_negative_int, default=64, help="0 for a catalog without images")
-    simulate.add_argument("--seed", type=_non_negative_int, default=0)
+    simulate.add_argument("--image-size", type=_integer(0), default=64, help="0 for a catalog without images")
+    simulate.add_argument("--seed", type=_integer(0), default=0)
     simulate.set_defaults(check=_check_simulate, func=_simulate)
 
     predict = sub.add_parser("predict", help="posterior draws for a catalog with a saved model")
     predict.add_argument("model_dir")
     predict.add_argument("catalog", help="a catalog written by galppl (.nc or .zarr)")
     predict.add_argument("out", help="InferenceData netCDF file to write")
-    predict.add_argument("--num-samples", type=_positive_int, default=1000)
+    predict.add_argument("--num-samples", type=_integer(1), default=1000)
     predict.set_defaults(check=_check_predict, func=_predict)
     return parser
 
