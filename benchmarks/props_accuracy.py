@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 
 import galppl
 from galppl.data import simulate
-from galppl.features import catalog_tensors
+from galppl.features import catalog_tensors, uses_images
 
 PARAMS = ("log_mstar", "log_sfr", "z", "log_mbh", "oh")
 
@@ -114,7 +114,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     n = 4000 if args.quick else args.n
-    image_size = None if args.inputs == "photometry" else 64
+    image_size = 64 if uses_images(args.inputs) else None
     catalog = simulate(n, seed=args.seed, image_size=image_size)
 
     start = time.perf_counter()

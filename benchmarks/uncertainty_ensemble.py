@@ -26,6 +26,7 @@ import xarray as xr
 import galppl
 from galppl import diagnostics
 from galppl.data import simulate
+from galppl.features import uses_images
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    image_size = None if args.inputs == "photometry" else 64
+    image_size = 64 if uses_images(args.inputs) else None
     catalog = simulate(n, seed=0, image_size=image_size)
     order = np.random.default_rng(12345).permutation(n)
     test_ids = np.sort(catalog["galaxy"].values[order[: int(0.15 * n)]])

@@ -91,12 +91,12 @@ def fit(model="props", data: xr.Dataset | None = None, *, config: FitConfig | No
 
     start = time.perf_counter()
     split = split_galaxies(data, config)
-    images = uses_images(config.chain.inputs)
-    if images and vae is None:
+    if not uses_images(config.chain.inputs):
+        vae = None  # photometry alone: a VAE given for reuse has nothing to read
+    elif vae is None:
         vae = fit_vae(data.sel(galaxy=split["vae"]), config.vae_training(), progress=progress)
-    features = build_features(data, config.chain.inputs, vae if images else None)
-    featurizer = Featurizer.from_training(config.chain.inputs, vae if images else None,
-                                          features.sel(galaxy=split["train"]))
+    features = build_features(data, config.chain.inputs, vae)
+    featurizer = Featurizer.from_training(config.chain.inputs, vae, features.sel(galaxy=split["train"]))
     tensors = catalog_tensors(features, data, blocks)
     train, val = (tensors.select(split[part]).usable_rows() for part in ("train", "val"))
 
