@@ -51,9 +51,9 @@ def lupton_rgb(image: np.ndarray) -> np.ndarray:
 
 def simulated_grid(n: int, size: int, seed: int, per_cell: int):
     """Pick ``per_cell`` simulated galaxies per (mass, sSFR) cell; return cells and catalog."""
-    from galppl.data import simulate as simulate_module
+    from galppl.data import simulate
 
-    ds = simulate_module.simulate(n, seed=seed, image_size=size, cache=False)
+    ds = simulate(n, seed=seed, image_size=size, cache=False)
     mass = ds["true_log_mstar"].values
     ssfr = ds["true_log_sfr"].values - mass
     cells = {}

@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
 
     import galppl
     from galppl import diagnostics as gd
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
     from galppl.diagnostics import bpt_probabilities, class_reliability
     from galppl.models.derived import derived_quantities
     from galppl.physics import BPT_OUTCOMES, a_halpha_from_balmer, bpt_class_of_fluxes, log_sfr_from_halpha

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import stats
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -34,9 +33,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import galppl
-from galppl.data.simulate import simulate
-from galppl.fit import block_targets
-from galppl.features import usable
+from galppl.data import simulate
+from galppl.features import catalog_tensors, uses_images
 
 PARAMS = ("log_mstar", "log_sfr", "z", "log_mbh", "oh")
 
@@ -116,11 +114,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     n = 4000 if args.quick else args.n
-    image_size = None if args.inputs == "photometry" else 64
+    image_size = 64 if uses_images(args.inputs) else None
     catalog = simulate(n, seed=args.seed, image_size=image_size)
 
     start = time.perf_counter()
-    options = dict(max_epochs=20, vae_epochs=3) if args.quick else {}
+    options = dict(max_epochs=20, vae_max_epochs=3) if args.quick else {}
     posterior = galppl.fit("props", catalog, inputs=args.inputs, seed=args.seed, progress=False, **options)
     fit_seconds = time.perf_counter() - start
 
@@ -130,18 +128,17 @@ def main() -> None:
     sample_seconds = time.perf_counter() - start
     draws_per_second = args.num_samples * test.sizes["galaxy"] / sample_seconds
 
-    # galppl: scores from its draws; NLL per block from the chain's log density.
+    # galppl: scores from its draws; NLL per block from its log density in catalog units.
+    # The baselines read the same features (float64, as the Featurizer gives them).
     features = posterior.features(catalog)
     rows = {name: np.flatnonzero(np.isin(catalog["galaxy"].values, posterior.split[name])) for name in ("train", "val", "test")}
-    ok = usable(features)
+    ok = catalog_tensors(features, catalog).usable
     x = features.values
     test_ok = ok[rows["test"]]
     test_rows = rows["test"][test_ok]
-    targets = block_targets(test, posterior.chain.blocks)
-    lp = posterior.chain.log_prob(torch.as_tensor(x[test_rows], dtype=torch.float32),
-                                  {k: torch.as_tensor(v[test_ok], dtype=torch.float32) for k, v in targets.items()})
+    lp = posterior.log_prob(test)
     results: dict[str, dict] = {"galppl props": galppl_scores(draws, test, test_ok)}
-    joint_nll = {k: float(-np.nanmean(v.numpy())) for k, v in lp.items()}
+    joint_nll = {k: float(-np.nanmean(v.values)) for k, v in lp.data_vars.items()}
 
     fit_times = {"galppl props": fit_seconds}
     for label, make in baselines(args.seed).items():

@@ -30,7 +30,7 @@ from galppl.data.mock.stamp_reference import render_stamps_reference
 def population(n: int, seed: int) -> tuple[StampParams, str]:
     """Stamp parameters of n mock galaxies: from the simulator if it works, else by hand."""
     try:
-        from galppl.data.simulate import simulate, stamp_params
+        from galppl.data.mock.sky import simulate, stamp_params
 
         return stamp_params(simulate(n, seed=seed, image_size=None, cache=False)), "galppl.data.simulate"
     except Exception as err:  # noqa: BLE001 - a benchmark should still run without the simulator

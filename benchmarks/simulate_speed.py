@@ -27,7 +27,7 @@ from _memory import PeakRSS
 
 
 def run(n: int, image_size, seed: int, cache_dir: Path) -> dict:
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
 
     wall, cpu = time.perf_counter(), time.process_time()
     with PeakRSS() as mem:
@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     n = 1_000 if args.quick else 10_000
     n160 = 200 if args.quick else 2_000
 
-    from galppl.data.simulate import SIMULATOR_VERSION, simulate
+    from galppl.data.mock.sky import SIMULATOR_VERSION, simulate
 
     print(f"{SIMULATOR_VERSION}; torch threads {torch.get_num_threads()}; OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; load {os.getloadavg()[0]:.1f}")

@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
 
     from scipy.stats import ks_2samp
 
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
 
     gz, gsw, bh, oh_real = _real_catalogs()
     n_real = gz.sizes["galaxy"]

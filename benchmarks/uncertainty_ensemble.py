@@ -25,7 +25,8 @@ import xarray as xr
 
 import galppl
 from galppl import diagnostics
-from galppl.data.simulate import simulate
+from galppl.data import simulate
+from galppl.features import uses_images
 
 
 def main() -> None:
@@ -40,12 +41,12 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/uncertainty")
     args = parser.parse_args()
     n, k = (2000, 3) if args.quick else (args.n, args.k)
-    options = (dict(max_epochs=10, vae_epochs=2) if args.quick
+    options = (dict(max_epochs=10, vae_max_epochs=2) if args.quick
                else dict(max_seconds=60 * args.chain_minutes, vae_max_seconds=60 * args.vae_minutes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    image_size = None if args.inputs == "photometry" else 64
+    image_size = 64 if uses_images(args.inputs) else None
     catalog = simulate(n, seed=0, image_size=image_size)
     order = np.random.default_rng(12345).permutation(n)
     test_ids = np.sort(catalog["galaxy"].values[order[: int(0.15 * n)]])

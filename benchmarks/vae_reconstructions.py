@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     datasets = []
     try:
-        from galppl.data import simulate as simulate_module
+        from galppl.data import simulate
 
-        datasets.append(("mock", simulate_module.simulate(args.n_mock, seed=args.seed, image_size=args.size)))
+        datasets.append(("mock", simulate(args.n_mock, seed=args.seed, image_size=args.size)))
     except ImportError as err:
         print(f"skipping mock stamps: galppl.data.simulate is not available ({err})")
     folder = sdss_data_dir()

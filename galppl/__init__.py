@@ -1,11 +1,17 @@
 """galppl: calibrated posteriors of galaxy physics from SDSS images and photometry.
 
-``galppl.fit(model="props")`` fits the chain-rule posterior model on the embedded mock SDSS
-sky (or on a catalog you pass); ``.predict(catalog)`` returns an ``arviz.InferenceData``.
+``galppl.simulate(n, seed=..., image_size=...)`` draws a mock SDSS catalog;
+``galppl.fit(model="props")`` fits the chain-rule posterior model on it (or on a catalog you
+pass, or on the embedded mock sky), ``galppl.fit_vae(data)`` the image VAE alone;
+``.predict(catalog)`` returns an ``arviz.InferenceData``, ``.log_prob(catalog)`` per-galaxy
+log densities; ``galppl.load`` reads what ``.save`` wrote.
 """
 
-__version__ = "0.2.0"
+# The one version source: pyproject.toml reads it from here (setuptools dynamic version).
+__version__ = "0.3.0"
 
-from galppl.fit import FitConfig, fit, load  # noqa: E402
+from galppl.config import ChainConfig, DataConfig, FitConfig  # noqa: E402
+from galppl.data import simulate  # noqa: E402
+from galppl.fit import fit, fit_vae, load  # noqa: E402
 
-__all__ = ["FitConfig", "__version__", "fit", "load"]
+__all__ = ["ChainConfig", "DataConfig", "FitConfig", "__version__", "fit", "fit_vae", "load", "simulate"]

@@ -1,42 +1,58 @@
-"""The input vector of the posterior models: VAE latents and photometry per galaxy.
+"""What the chain reads: a catalog turned into input features and per-block targets.
 
 The paper's representation MLP reads [latent means, latent stds (here their logarithms),
-colours u-g, g-r, r-i, i-z, magnitudes]; the ``inputs`` variant chooses which parts are used.
+colours u-g, g-r, r-i, i-z, magnitudes]; the ``inputs`` variant chooses which parts are used
+(:data:`INPUT_PARTS`, the one place that says what a variant reads).
+
+- :class:`Featurizer`: the input variant, the frozen VAE (if the variant reads images), the
+  feature names and the ranges of the inputs the model was trained on. ``galppl.fit`` builds
+  it once; the fitted :class:`~galppl.posterior.GalaxyPosterior` keeps it. (Feature
+  standardisation lives inside the chain, as buffers of the ``ChainModel``.)
+- :func:`catalog_tensors`: features and per-block targets of a catalog as torch tensors,
+  with the ``usable`` mask, for training, prediction and scoring alike.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+import torch
 import xarray as xr
 
 from galppl.data.prepare import photometry_features
 
-INPUTS = ("image+photometry", "photometry", "image")
+# What each input variant reads: "image" = the VAE encoding of the gri stamp,
+# "photometry" = colours and magnitudes.
+INPUT_PARTS = {"image+photometry": ("image", "photometry"), "photometry": ("photometry",), "image": ("image",)}
+INPUTS = tuple(INPUT_PARTS)
+# Quantiles of each feature over the training galaxies that a Featurizer records (0 and 1:
+# the minimum and maximum), from which out-of-range inputs can be told.
+RANGE_QUANTILES = (0.0, 0.001, 0.01, 0.5, 0.99, 0.999, 1.0)
+FEATURIZER_FILE = "featurizer.json"
 
 
 def uses_images(inputs: str) -> bool:
-    """Whether an input variant needs the VAE encoding of the images."""
-    check_inputs(inputs)
-    return inputs != "photometry"
-
-
-def check_inputs(inputs: str) -> str:
-    if inputs not in INPUTS:
+    """Whether an input variant reads the VAE encoding of the images."""
+    if inputs not in INPUT_PARTS:
         raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
-    return inputs
+    return "image" in INPUT_PARTS[inputs]
 
 
-def build_features(ds: xr.Dataset, encoding: xr.Dataset | None, inputs: str) -> xr.DataArray:
-    """Features (galaxy, feature) for an input variant.
+def build_features(data: xr.Dataset, inputs: str, vae=None) -> xr.DataArray:
+    """Features (galaxy, feature) of a catalog for an input variant.
 
-    ``encoding`` is the VAE encoding of ``ds`` (variables ``latent_mean`` and ``latent_std``,
-    dims galaxy, latent), needed unless ``inputs == "photometry"``. Features are NaN where
-    an input is missing; :func:`usable` says which galaxies can be modelled.
+    ``vae``: the fitted VAE (:class:`~galppl.models.vae.FittedVAE`) whose encoding (latent
+    means and log standard deviations) the image variants read. Features are NaN where an
+    input is missing; such galaxies are not :func:`usable`.
     """
     parts = []
     if uses_images(inputs):
-        if encoding is None:
-            raise ValueError(f"inputs {inputs!r} need the VAE encoding of the images, got none")
+        if vae is None:
+            raise ValueError(f"inputs {inputs!r} need the VAE encoding of the images: give a fitted VAE")
+        encoding = vae.encode(data)
         # Standard deviations enter as logarithms: they are scales, spread over decades, and
         # their logs are close to Gaussian, with no far tails for the MLP to extrapolate into.
         for name, values in (("latent_mean", encoding["latent_mean"]), ("latent_log_std", np.log(encoding["latent_std"]))):
@@ -45,12 +61,12 @@ def build_features(ds: xr.Dataset, encoding: xr.Dataset | None, inputs: str) -> 
                 xr.DataArray(
                     part.values.astype(np.float64),
                     dims=("galaxy", "feature"),
-                    coords={"galaxy": ds["galaxy"].values, "feature": [f"{name}_{i}" for i in range(part.sizes["latent"])]},
+                    coords={"galaxy": data["galaxy"].values, "feature": [f"{name}_{i}" for i in range(part.sizes["latent"])]},
                 )
             )
-    if inputs != "image":
-        phot = photometry_features(ds)
-        parts.append(xr.DataArray(phot.values, dims=("galaxy", "feature"), coords={"galaxy": ds["galaxy"].values, "feature": phot["feature"].values}))
+    if "photometry" in INPUT_PARTS[inputs]:
+        phot = photometry_features(data)
+        parts.append(xr.DataArray(phot.values, dims=("galaxy", "feature"), coords={"galaxy": data["galaxy"].values, "feature": phot["feature"].values}))
     features = xr.concat(parts, dim="feature")
     features.attrs = {"inputs": inputs, "description": "model inputs per galaxy"}
     return features
@@ -59,3 +75,161 @@ def build_features(ds: xr.Dataset, encoding: xr.Dataset | None, inputs: str) -> 
 def usable(features: xr.DataArray) -> np.ndarray:
     """Boolean per galaxy: every feature finite (others are carried with NaN posteriors)."""
     return np.isfinite(features.values).all(axis=1)
+
+
+class Featurizer:
+    """Catalog -> the model's input features, as they were when the model was fitted.
+
+    inputs: the input variant (a key of :data:`INPUT_PARTS`). vae: the frozen
+    :class:`~galppl.models.vae.FittedVAE` the image variants read (``None`` for photometry).
+    feature_names: the features, in the chain's order. input_ranges: (feature, quantile)
+    quantiles :data:`RANGE_QUANTILES` of each feature over the training galaxies with
+    complete inputs, in the features' own units (magnitudes, colours, latents).
+    """
+
+    def __init__(self, inputs: str, vae, feature_names, input_ranges: xr.DataArray):
+        if uses_images(inputs) and vae is None:
+            raise ValueError(f"inputs {inputs!r} need a fitted VAE")
+        if not uses_images(inputs) and vae is not None:
+            raise ValueError(f"inputs {inputs!r} read no images: give vae=None")
+        self.inputs = inputs
+        self.vae = vae
+        self.feature_names = [str(name) for name in feature_names]
+        if input_ranges.dims != ("feature", "quantile") or list(input_ranges["feature"].values) != self.feature_names:
+            raise ValueError(f"input_ranges must be (feature, quantile) over the features {self.feature_names}, "
+                             f"got dims {input_ranges.dims}")
+        self.input_ranges = input_ranges
+
+    @classmethod
+    def from_training(cls, inputs: str, vae, features: xr.DataArray) -> Featurizer:
+        """The featurizer of a model trained on ``features`` (galaxy, feature) (from
+        :func:`build_features`): their names, and their ranges over the usable galaxies."""
+        complete = features.values[usable(features)]
+        if len(complete) < 2:
+            raise ValueError(f"{len(complete)} training galaxies have complete inputs ({inputs!r}); need at least 2")
+        ranges = xr.DataArray(
+            np.quantile(complete, RANGE_QUANTILES, axis=0).T,
+            dims=("feature", "quantile"),
+            coords={"feature": features["feature"].values, "quantile": list(RANGE_QUANTILES)},
+            attrs={"description": "quantiles of each input feature over the training galaxies"},
+        )
+        return cls(inputs, vae, features["feature"].values, ranges)
+
+    @property
+    def reads_images(self) -> bool:
+        return uses_images(self.inputs)
+
+    @property
+    def feature_dim(self) -> int:
+        return len(self.feature_names)
+
+    def __repr__(self) -> str:
+        return f"Featurizer(inputs={self.inputs!r}, features={self.feature_dim}, vae={self.vae!r})"
+
+    def features(self, data: xr.Dataset) -> xr.DataArray:
+        """Features (galaxy, feature) of a catalog; NaN rows for galaxies with incomplete inputs."""
+        features = build_features(data, self.inputs, self.vae)
+        names = list(features["feature"].values)
+        if names != self.feature_names:
+            raise ValueError(f"catalog gives features {names}, the model was fitted on {self.feature_names}")
+        return features
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        """JSON-able settings (the VAE is saved beside them, see :meth:`save`)."""
+        return {
+            "inputs": self.inputs,
+            "feature_names": self.feature_names,
+            "input_ranges": {"quantile": list(RANGE_QUANTILES), "values": self.input_ranges.values.tolist()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, vae=None) -> Featurizer:
+        """Inverse of :meth:`to_dict`, with the VAE it was saved with."""
+        ranges = xr.DataArray(
+            np.asarray(data["input_ranges"]["values"], dtype=np.float64).reshape(len(data["feature_names"]), -1),
+            dims=("feature", "quantile"),
+            coords={"feature": data["feature_names"], "quantile": data["input_ranges"]["quantile"]},
+            attrs={"description": "quantiles of each input feature over the training galaxies"},
+        )
+        return cls(data["inputs"], vae, data["feature_names"], ranges)
+
+    def save(self, path) -> Path:
+        """Write ``featurizer.json`` (and the VAE into ``vae/``) inside the folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / FEATURIZER_FILE).write_text(json.dumps(self.to_dict(), indent=1))
+        if self.vae is not None:
+            self.vae.save(path / "vae")
+        return path
+
+    @classmethod
+    def load(cls, path) -> Featurizer:
+        """Read what :meth:`save` wrote."""
+        path = Path(path)
+        if not (path / FEATURIZER_FILE).exists():
+            raise FileNotFoundError(f"{str(path)!r} holds no saved featurizer ({FEATURIZER_FILE})")
+        vae = None
+        if (path / "vae").exists():
+            from galppl.models.vae import FittedVAE
+
+            vae = FittedVAE.load(path / "vae")
+        return cls.from_dict(json.loads((path / FEATURIZER_FILE).read_text()), vae)
+
+
+def block_targets(data: xr.Dataset, blocks) -> dict[str, np.ndarray]:
+    """Block name -> (galaxy, block dim) float64 values from the catalog, NaN where missing
+    (a variable absent from the catalog is missing for every galaxy)."""
+    nan = np.full(data.sizes["galaxy"], np.nan)
+    return {
+        block.name: np.stack([data[v].values.astype(np.float64) if v in data else nan for v in block.variables], axis=-1)
+        for block in blocks
+    }
+
+
+@dataclass(frozen=True)
+class CatalogTensors:
+    """A catalog as the chain reads it, one row per galaxy.
+
+    galaxy: (galaxy,) ids. usable: (galaxy,) True where every input feature is finite.
+    features: (galaxy, feature) float32, NaN rows where not usable. targets: block name ->
+    (galaxy, block dim) float32 in catalog units, NaN where missing (empty without blocks).
+    """
+
+    galaxy: np.ndarray
+    usable: np.ndarray
+    features: torch.Tensor
+    targets: dict[str, torch.Tensor]
+
+    def select(self, galaxies) -> CatalogTensors:
+        """The rows of these galaxy ids, in the order given."""
+        position = {gid: i for i, gid in enumerate(self.galaxy.tolist())}
+        missing = [gid for gid in np.asarray(galaxies).tolist() if gid not in position]
+        if missing:
+            raise KeyError(f"galaxies {missing[:5]} are not in the catalog")
+        return self._rows(np.array([position[gid] for gid in np.asarray(galaxies).tolist()], dtype=int))
+
+    def usable_rows(self) -> CatalogTensors:
+        """Only the galaxies whose inputs are complete (what the chain can read)."""
+        return self._rows(np.flatnonzero(self.usable))
+
+    def batch(self) -> dict[str, torch.Tensor]:
+        """``{"features": ..., <block>: ...}``: the keyword arguments of ``ChainModel.model``."""
+        return {"features": self.features, **self.targets}
+
+    def _rows(self, rows: np.ndarray) -> CatalogTensors:
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return CatalogTensors(self.galaxy[rows], self.usable[rows], self.features[index],
+                              {name: values[index] for name, values in self.targets.items()})
+
+
+def catalog_tensors(features: xr.DataArray, data: xr.Dataset, blocks=()) -> CatalogTensors:
+    """Features (from :meth:`Featurizer.features`) and the catalog's targets of ``blocks`` as tensors."""
+    if not np.array_equal(features["galaxy"].values, data["galaxy"].values):
+        raise ValueError("features and catalog must list the same galaxies in the same order")
+    return CatalogTensors(
+        galaxy=data["galaxy"].values,
+        usable=usable(features),
+        features=torch.as_tensor(features.values, dtype=torch.float32),
+        targets={name: torch.as_tensor(v, dtype=torch.float32) for name, v in block_targets(data, blocks).items()},
+    )

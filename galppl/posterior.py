@@ -11,12 +11,14 @@
 - ``constant_data``: the inputs (magnitudes, extinction, the ``quality`` bitmask) and
   ``usable``, False for galaxies whose inputs are incomplete: their draws are NaN, carried
   rather than dropped.
+
+``GalaxyPosterior.log_prob(catalog)`` gives each galaxy's log density of its catalog values
+per block, in the catalog's units.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import arviz as az
@@ -25,49 +27,66 @@ import torch
 import xarray as xr
 
 import galppl
+from galppl.config import FitConfig
 from galppl.data.schema import KNOWN, validate
-from galppl.features import build_features, usable, uses_images
+from galppl.features import CatalogTensors, Featurizer, catalog_tensors
 from galppl.models.chain import Block, ChainModel
 from galppl.models.derived import add_derived
 
 CONSTANT_VARIABLES = ("mag", "mag_err", "extinction", "quality")
+# The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
+# (nested config, featurizer.json) and the chain's weights.
+OLDEST_READABLE = "0.3.0"
 
 
 class GalaxyPosterior:
-    """A fitted chain model (plus the frozen VAE encoder it reads, if any)."""
+    """A fitted chain model and the :class:`~galppl.features.Featurizer` that feeds it.
 
-    def __init__(self, chain: ChainModel, *, model: str, inputs: str, feature_names, vae=None,
-                 config: dict | None = None, history: dict | None = None, split: dict | None = None,
-                 chain_options: dict | None = None):
-        if uses_images(inputs) and vae is None:
-            raise ValueError(f"inputs {inputs!r} need a fitted VAE")
+    model: ``"props"``, ``"lines"``, ``"joint"`` or ``"custom"``. config: the
+    :class:`~galppl.config.FitConfig` it was fitted with. history: what training recorded.
+    split: the galaxy ids of the ``vae``, ``train``, ``val`` and ``test`` splits.
+    """
+
+    def __init__(self, chain: ChainModel, featurizer: Featurizer, *, model: str, config: FitConfig,
+                 history: dict | None = None, split: dict | None = None):
+        if featurizer.feature_dim != chain.feature_dim:
+            raise ValueError(f"the featurizer gives {featurizer.feature_dim} features, the chain reads {chain.feature_dim}")
         self.chain = chain.eval()
+        self.featurizer = featurizer
         self.model = model
-        self.inputs = inputs
-        self.feature_names = list(feature_names)
-        self.vae = vae
-        self.config = dict(config or {})
+        self.config = config
         self.history = dict(history or {})
         self.split = {k: list(v) for k, v in (split or {}).items()}
-        self.chain_options = dict(chain_options or {})
 
     @property
     def variables(self) -> tuple[str, ...]:
         return self.chain.variables
 
+    @property
+    def inputs(self) -> str:
+        return self.featurizer.inputs
+
+    @property
+    def vae(self):
+        """The frozen VAE the features read (None for photometry-only inputs)."""
+        return self.featurizer.vae
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.featurizer.feature_names
+
     def __repr__(self) -> str:
         return (f"GalaxyPosterior(model={self.model!r}, inputs={self.inputs!r}, "
                 f"variables={list(self.variables)}, blocks={[b.name for b in self.chain.blocks]})")
 
-    # ------------------------------------------------------------------ features
+    # ------------------------------------------------------------------ inputs
     def features(self, data: xr.Dataset) -> xr.DataArray:
-        """The model's input features for a catalog (NaN rows for incomplete inputs)."""
-        encoding = self.vae.encode(data) if uses_images(self.inputs) else None
-        features = build_features(data, encoding, self.inputs)
-        names = list(features["feature"].values)
-        if names != self.feature_names:
-            raise ValueError(f"catalog gives features {names}, the model was fitted on {self.feature_names}")
-        return features
+        """The model's input features (galaxy, feature) for a catalog (NaN rows for incomplete inputs)."""
+        return self.featurizer.features(data)
+
+    def tensors(self, data: xr.Dataset) -> CatalogTensors:
+        """A catalog's features and per-block targets as the chain reads them (see :func:`~galppl.features.catalog_tensors`)."""
+        return catalog_tensors(self.features(data), data, self.chain.blocks)
 
     # ------------------------------------------------------------------ predict
     def sample(self, data: xr.Dataset, num_samples: int = 1000, *, max_batch_size: int = 256,
@@ -78,16 +97,15 @@ class GalaxyPosterior:
         ``num_samples x max_batch_size`` draws whatever the catalog size.
         """
         validate(data)
-        return self._draw(self.features(data), num_samples, max_batch_size, seed)
+        return self._draw(catalog_tensors(self.features(data), data), num_samples, max_batch_size, seed)
 
-    def _draw(self, features: xr.DataArray, num_samples: int, max_batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    def _draw(self, tensors: CatalogTensors, num_samples: int, max_batch_size: int, seed: int) -> dict[str, np.ndarray]:
         if num_samples < 1 or max_batch_size < 1:
             raise ValueError(f"num_samples and max_batch_size must be >= 1, got {num_samples}, {max_batch_size}")
-        ok = usable(features)
-        x = torch.as_tensor(features.values[ok], dtype=torch.float32)
-        n = features.sizes["galaxy"]
+        x = tensors.usable_rows().features
+        n = len(tensors.galaxy)
         out: dict[str, np.ndarray] = {}
-        rows = np.flatnonzero(ok)
+        rows = np.flatnonzero(tensors.usable)
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(seed)
             for start in range(0, len(rows), max_batch_size):
@@ -109,8 +127,8 @@ class GalaxyPosterior:
                 seed: int = 0) -> az.InferenceData:
         """Posterior draws for every galaxy of ``data`` as an ``arviz.InferenceData``."""
         validate(data)
-        features = self.features(data)
-        draws = self._draw(features, num_samples, max_batch_size, seed)
+        tensors = catalog_tensors(self.features(data), data)
+        draws = self._draw(tensors, num_samples, max_batch_size, seed)
         galaxy = data["galaxy"].values
         coords = {"chain": [0], "draw": np.arange(num_samples), "galaxy": galaxy}
         posterior = xr.Dataset(
@@ -125,7 +143,7 @@ class GalaxyPosterior:
         for name in CONSTANT_VARIABLES:
             if name in data:
                 constant[name] = data[name].copy()
-        constant["usable"] = ("galaxy", usable(features), {"units": "", "description": "inputs complete; draws are NaN where False"})
+        constant["usable"] = ("galaxy", tensors.usable, {"units": "", "description": "inputs complete; draws are NaN where False"})
         attrs = {
             "galppl_version": galppl.__version__,
             "model": self.model,
@@ -138,53 +156,105 @@ class GalaxyPosterior:
             group.attrs.update(attrs)
         return az.InferenceData(posterior=posterior, observed_data=observed, constant_data=constant)
 
+    def log_prob(self, data: xr.Dataset, num_draws: int = 64, *, max_batch_size: int = 256,
+                 seed: int = 0) -> xr.Dataset:
+        """Per-galaxy log density of each block's catalog values, in the catalog's units.
+
+        Returns a Dataset with one (galaxy,) variable per block, named after the block: the
+        log density (nats) of the block's variables given the galaxy's inputs (and, for a
+        child block, its parents' catalog values), with the Jacobian of the chain's
+        standardisation and value transforms included, so numbers compare across models.
+        A Bernoulli gate gives the log probability of its 0/1 value. NaN where a block's
+        values are missing or the galaxy's inputs are incomplete. Where a parent's value is
+        missing, the child is averaged over ``num_draws`` seeded draws of it
+        (:meth:`~galppl.models.chain.ChainModel.log_prob`); galaxies go ``max_batch_size`` at a time.
+        """
+        validate(data)
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        tensors = self.tensors(data)
+        usable = tensors.usable_rows()
+        rows = np.flatnonzero(tensors.usable)
+        out = {block.name: np.full(len(tensors.galaxy), np.nan) for block in self.chain.blocks}
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(rows), max_batch_size):
+                batch = slice(start, start + max_batch_size)
+                lp = self.chain.log_prob(usable.features[batch], {k: v[batch] for k, v in usable.targets.items()},
+                                         num_draws=num_draws)
+                for name, values in lp.items():
+                    out[name][rows[batch]] = values.numpy()
+        variables = {
+            block.name: ("galaxy", out[block.name], {
+                "units": "nats",
+                "description": f"log density of {', '.join(block.variables)} in catalog units given the inputs"
+                               + (f" and {', '.join(block.parents)}" if block.parents else ""),
+            })
+            for block in self.chain.blocks
+        }
+        return xr.Dataset(variables, coords={"galaxy": tensors.galaxy},
+                          attrs={"galppl_version": galppl.__version__, "model": self.model, "num_draws": num_draws})
+
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
-        """Write a directory: ``config.json`` (everything but weights), ``chain.pt``, ``vae/``."""
+        """Write a directory: ``config.json`` (everything but weights), ``chain.pt``,
+        ``featurizer.json`` and, for image inputs, ``vae/``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {
             "kind": "posterior",
             "galppl_version": galppl.__version__,
             "model": self.model,
-            "inputs": self.inputs,
-            "feature_names": self.feature_names,
             "blocks": [b.to_dict() for b in self.chain.blocks],
-            "chain_options": self.chain_options,
-            "config": self.config,
+            "config": self.config.to_dict(),
             "history": self.history,
             "split": {k: [_jsonable(i) for i in v] for k, v in self.split.items()},
         }
         (path / "config.json").write_text(json.dumps(config, indent=1))
         torch.save(self.chain.state_dict(), path / "chain.pt")
-        if self.vae is not None:
-            self.vae.save(path / "vae")
+        self.featurizer.save(path)
         return path
 
     @classmethod
     def load(cls, path) -> GalaxyPosterior:
+        """Read what :meth:`save` wrote. A model saved by a galppl older than
+        :data:`OLDEST_READABLE` (or newer than this one) is refused, naming both versions."""
         path = Path(path)
-        config = json.loads((path / "config.json").read_text())
-        if config.get("kind") != "posterior":
-            raise ValueError(f"{str(path)!r} holds a {config.get('kind')!r}, not a posterior model")
-        blocks = [Block.from_dict(b) for b in config["blocks"]]
-        chain = ChainModel(blocks, len(config["feature_names"]), **config["chain_options"])
+        saved = json.loads((path / "config.json").read_text())
+        if saved.get("kind") != "posterior":
+            raise ValueError(f"{str(path)!r} holds a {saved.get('kind')!r}, not a posterior model")
+        version = str(saved.get("galppl_version", "unknown"))
+        if not _readable(version):
+            raise ValueError(_refusal(path, version, f"this galppl reads models saved by {OLDEST_READABLE} "
+                                                     f"to {galppl.__version__}"))
+        config = FitConfig.from_dict(saved["config"])
+        featurizer = Featurizer.load(path)
+        blocks = [Block.from_dict(b) for b in saved["blocks"]]
+        chain = ChainModel(blocks, featurizer.feature_dim, **config.chain.model_options())
         try:
             chain.load_state_dict(torch.load(path / "chain.pt", weights_only=True))
         except RuntimeError as error:
-            raise ValueError(
-                f"{str(path / 'chain.pt')!r} does not fit the chain its config.json describes (saved by galppl "
-                f"{config.get('galppl_version')}, this is galppl {galppl.__version__}): load it with the version "
-                f"that saved it, or refit"
-            ) from error
-        vae = None
-        if (path / "vae").exists():
-            from galppl.models.vae import FittedVAE
+            raise ValueError(_refusal(path, version, "its weights do not fit the chain its config.json describes")) from error
+        return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
+                   split=saved["split"])
 
-            vae = FittedVAE.load(path / "vae")
-        return cls(chain, model=config["model"], inputs=config["inputs"], feature_names=config["feature_names"],
-                   vae=vae, config=config["config"], history=config["history"], split=config["split"],
-                   chain_options=config["chain_options"])
+
+def _version_key(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string; saved layouts change at most with the minor version."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _readable(version: str) -> bool:
+    try:
+        return _version_key(OLDEST_READABLE) <= _version_key(version) <= _version_key(galppl.__version__)
+    except ValueError:  # not a version number
+        return False
+
+
+def _refusal(path: Path, version: str, why: str) -> str:
+    return (f"{str(path / 'chain.pt')!r} does not fit this galppl (saved by galppl {version}, this is galppl "
+            f"{galppl.__version__}; {why}): load it with the version that saved it, or refit")
 
 
 def _attrs(name: str, data: xr.Dataset) -> dict:

@@ -5,10 +5,11 @@ import json
 import arviz as az
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 import galppl
-from galppl.data.simulate import simulate
+from galppl.data import simulate
 from galppl.fit import FitConfig, default_catalog, split_galaxies
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
@@ -25,31 +26,31 @@ def posterior(catalog):
 
 
 def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
-    config = FitConfig(vae_fraction=0.3, inputs="image+photometry")
+    config = FitConfig().with_options(vae_fraction=0.3, inputs="image+photometry")
     split = split_galaxies(catalog, config)
     ids = np.concatenate(list(split.values()))
     assert len(ids) == len(set(ids.tolist())) == catalog.sizes["galaxy"]
     n = catalog.sizes["galaxy"]
     assert abs(len(split["test"]) - 0.15 * n) <= 1 and abs(len(split["val"]) - 0.15 * n) <= 1
     assert abs(len(split["vae"]) - 0.3 * 0.7 * n) <= 2
-    photometry_only = split_galaxies(catalog, FitConfig(inputs="photometry"))
+    photometry_only = split_galaxies(catalog, FitConfig().with_options(inputs="photometry"))
     assert len(photometry_only["vae"]) == 0  # no VAE to train: its share goes to the flows
 
 
 def test_split_seed_fixes_the_split_across_seeds(catalog):
     def test_ids(**kw):
-        return split_galaxies(catalog, FitConfig(**kw))["test"]
+        return split_galaxies(catalog, FitConfig().with_options(**kw))["test"]
 
     assert not np.array_equal(test_ids(seed=0), test_ids(seed=1))
     for name, ids in split_galaxies(catalog, FitConfig(seed=0)).items():
-        np.testing.assert_array_equal(split_galaxies(catalog, FitConfig(seed=1, split_seed=0))[name], ids)
+        np.testing.assert_array_equal(split_galaxies(catalog, FitConfig().with_options(seed=1, split_seed=0))[name], ids)
 
 
 def test_split_seed_also_fixes_the_embedded_mock_sky(tmp_path, monkeypatch):
     monkeypatch.setenv("GALPPL_CACHE", str(tmp_path))
 
     def sky(**kw):
-        return default_catalog(FitConfig(n_galaxies=40, inputs="photometry", **kw), progress=False)
+        return default_catalog(FitConfig().with_options(n_galaxies=40, inputs="photometry", **kw), progress=False)
 
     xr.testing.assert_identical(sky(seed=1, split_seed=0), sky(seed=0))
     assert not np.array_equal(sky(seed=1)["z"].values, sky(seed=0)["z"].values)
@@ -110,7 +111,7 @@ def test_save_load_round_trip_gives_identical_draws(tmp_path, catalog, posterior
 def test_load_refuses_weights_that_do_not_fit_the_saved_chain(tmp_path, posterior):
     path = posterior.save(tmp_path / "model")
     config = json.loads((path / "config.json").read_text())
-    config["chain_options"]["hidden_dim"] = 64  # as if saved by a galppl whose chain differed
+    config["config"]["chain"]["hidden_dim"] = 64  # as if saved by a galppl whose chain differed
     config["galppl_version"] = "0.0.1"
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"chain\.pt.*does not fit.*saved by galppl 0\.0\.1"):
@@ -125,7 +126,7 @@ def test_history_records_training_and_exclusions(posterior):
 
 def test_fit_with_images_trains_vae_on_disjoint_galaxies():
     catalog = simulate(300, seed=4, image_size=16, cache=False)
-    post = galppl.fit("props", catalog, vae_epochs=1, **QUICK)
+    post = galppl.fit("props", catalog, vae_max_epochs=1, **QUICK)
     assert post.vae is not None
     assert not set(post.split["vae"]) & set(post.split["train"])
     assert post.feature_names[:2] == ["latent_mean_0", "latent_mean_1"]
@@ -158,3 +159,88 @@ def test_load_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"kind": "table"}')
     with pytest.raises(ValueError, match="kind 'table'"):
         galppl.load(tmp_path)
+
+
+def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
+    path = posterior.save(tmp_path / "model")
+    saved = json.loads((path / "config.json").read_text())
+    assert saved["galppl_version"] == galppl.__version__ == "0.3.0"
+    assert saved["config"] == posterior.config.to_dict()
+    assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
+    loaded = galppl.load(path)
+    assert loaded.config == posterior.config and loaded.inputs == "photometry" and loaded.vae is None
+    xr.testing.assert_identical(loaded.featurizer.input_ranges, posterior.featurizer.input_ranges)
+
+
+def test_a_model_saved_by_0_2_0_is_refused_naming_both_versions(tmp_path, posterior):
+    """config.json as galppl 0.2.0 wrote it: a flat config, chain_options, inputs and feature names."""
+    path = tmp_path / "old"
+    path.mkdir()
+    flat = {"n_galaxies": 20000, "image_size": 64, "fractions": [0.7, 0.15, 0.15], "vae_fraction": 0.3,
+            "inputs": "photometry", "hidden_dim": 32, "dropout": 0.2, "num_couplings": 2, "oh_flow": "affine",
+            "lr": 0.001, "batch_size": 128, "max_epochs": 4, "patience": 20, "max_seconds": None, "vae_lr": 0.0001,
+            "vae_epochs": 40, "vae_patience": 5, "vae_max_seconds": None, "calibrate": True, "seed": 0,
+            "split_seed": None}
+    old = {"kind": "posterior", "galppl_version": "0.2.0", "model": "props", "inputs": "photometry",
+           "feature_names": posterior.feature_names, "blocks": [b.to_dict() for b in posterior.chain.blocks],
+           "chain_options": {"hidden_dim": 32, "dropout": 0.2}, "config": flat, "history": {}, "split": {}}
+    (path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"saved by galppl 0\.2\.0, this is galppl 0\.3\.0.*refit"):
+        galppl.load(path)
+    old["galppl_version"] = "9.0.0"  # newer than this galppl: refused too
+    (path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"saved by galppl 9\.0\.0, this is galppl 0\.3\.0"):
+        galppl.load(path)
+
+
+def test_load_refuses_weights_that_do_not_fit_at_this_version(tmp_path, posterior):
+    path = posterior.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    config["config"]["chain"]["hidden_dim"] = 64
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"chain\.pt.*saved by galppl 0\.3\.0.*weights do not fit"):
+        galppl.load(path)
+
+
+def test_log_prob_is_the_chains_log_prob_on_the_catalog_tensors(catalog, posterior):
+    test = catalog.sel(galaxy=posterior.split["test"][:60]).copy(deep=True)
+    test["mag"].values[4, 1] = np.nan  # unusable inputs: NaN for every block
+    lp = posterior.log_prob(test, num_draws=16, seed=2)
+    blocks = [b.name for b in posterior.chain.blocks]
+    assert list(lp.data_vars) == blocks and lp["oh"].dims == ("galaxy",) and lp["oh"].attrs["units"] == "nats"
+    np.testing.assert_array_equal(lp["galaxy"].values, test["galaxy"].values)
+
+    tensors = posterior.tensors(test).usable_rows()
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        expected = posterior.chain.log_prob(tensors.features, tensors.targets, num_draws=16)
+    rows = np.flatnonzero(posterior.tensors(test).usable)
+    for name in blocks:
+        np.testing.assert_array_equal(lp[name].values[rows], expected[name].numpy().astype(np.float64))
+        assert np.isnan(lp[name].values[4])
+    # finite exactly where the block's values exist (and the inputs are complete)
+    for name, variable in (("core", "z"), ("bh", "log_mbh"), ("oh", "oh")):
+        has_value = np.isfinite(test[variable].values) & (np.arange(60) != 4)
+        assert np.array_equal(np.isfinite(lp[name].values), has_value), name
+    assert (~np.isfinite(test["log_mbh"].values)).any()  # some children are averaged over parent draws
+    # batches of 7: the same densities (to float32 rounding) where no parent draw is involved
+    batched = posterior.log_prob(test, num_draws=16, seed=2, max_batch_size=7)
+    np.testing.assert_allclose(batched["core"].values, lp["core"].values, rtol=1e-5, atol=1e-5)
+
+
+def test_fit_vae_alone_and_the_removed_fit_vae_model(catalog):
+    with pytest.raises(ValueError, match=r"galppl\.fit\('vae'\) was removed in galppl 0\.3\.0.*galppl\.fit_vae"):
+        galppl.fit("vae", catalog)
+    with pytest.raises(TypeError, match=r"unknown fit_vae option\(s\) \['vae_lr'\]; VAEConfig has"):
+        galppl.fit_vae(catalog, vae_lr=1.0)
+
+
+def test_custom_chain_takes_the_chain_options(catalog):
+    from galppl.models import Block
+
+    with pytest.raises(ValueError, match="a custom chain sets each Block's kind itself"):
+        galppl.fit((Block("core", ("log_mstar", "z")),), catalog, oh_flow="spline", **QUICK)
+    post = galppl.fit((Block("core", ("log_mstar", "z")),), catalog, inputs="photometry", **QUICK)
+    assert post.chain.blocks[0].flow_options == {"num_couplings": 2} and post.model == "custom"
+    with pytest.raises(ValueError, match=r"block 'dust' needs catalog variables \['dust_mass'\]"):
+        galppl.fit((Block("dust", ("dust_mass",), "affine"),), catalog, **QUICK)

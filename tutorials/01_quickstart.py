@@ -19,7 +19,6 @@ import arviz as az  # noqa: E402
 
 import galppl  # noqa: E402
 from galppl import diagnostics  # noqa: E402
-from galppl.data.simulate import simulate  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="a small, fast version (used by the tests)")
@@ -30,7 +29,7 @@ out.mkdir(parents=True, exist_ok=True)
 
 # Photometry-only keeps the tutorial fast; drop `inputs=` to use the images too.
 n, epochs = (1500, 5) if args.quick else (20000, 200)
-catalog = simulate(n, seed=0, image_size=None)
+catalog = galppl.simulate(n, seed=0, image_size=None)
 posterior = galppl.fit("props", catalog, inputs="photometry", max_epochs=epochs, progress=not args.quick)
 print(posterior)
 

@@ -20,7 +20,6 @@ import argparse
 import numpy as np
 
 import galppl
-from galppl.data.simulate import simulate
 from galppl.models import Block, props_blocks
 
 parser = argparse.ArgumentParser()
@@ -28,7 +27,7 @@ parser.add_argument("--quick", action="store_true", help="a small, fast version 
 args = parser.parse_args()
 
 n, epochs = (1500, 5) if args.quick else (20000, 200)
-catalog = simulate(n, seed=0, image_size=None)
+catalog = galppl.simulate(n, seed=0, image_size=None)
 
 dust = Block("dust", variables=("a_halpha",), kind="affine", parents=("core",))
 blocks = props_blocks(num_couplings=4 if args.quick else 12) + (dust,)

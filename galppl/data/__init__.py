@@ -1,4 +1,4 @@
-"""Catalogs: the data model, the mock SDSS sky, real-data loaders and feature preparation."""
+"""Catalogs: the data model, the mock SDSS sky (``simulate``), real-data loaders and feature preparation."""
 
 from galppl.data.io import load_catalog, save_catalog
 from galppl.data.loaders import (
@@ -9,6 +9,7 @@ from galppl.data.loaders import (
     load_jpeg_cutouts,
     load_sdss_table,
 )
+from galppl.data.mock.sky import SimulationError, simulate
 from galppl.data.paths import sdss_data_dir
 from galppl.data.schema import (
     BANDS,
@@ -29,6 +30,7 @@ __all__ = [
     "QUALITY_BITS",
     "TARGETS",
     "CatalogError",
+    "SimulationError",
     "load_bh_compilation",
     "load_catalog",
     "load_fits_cutouts",
@@ -38,5 +40,6 @@ __all__ = [
     "load_sdss_table",
     "save_catalog",
     "sdss_data_dir",
+    "simulate",
     "validate",
 ]

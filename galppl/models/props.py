@@ -18,10 +18,14 @@ from __future__ import annotations
 from galppl.models.chain import Block
 
 CORE = ("log_mstar", "log_sfr", "z")
+# The flows the 1-d M_BH and O/H blocks can take.
+OH_FLOWS = ("affine", "spline")
 
 
 def props_blocks(num_couplings: int = 12, oh_flow: str = "affine") -> tuple[Block, ...]:
     """The props chain. ``oh_flow`` (also used for M_BH) is ``"affine"`` (the paper's) or ``"spline"``."""
+    if oh_flow not in OH_FLOWS:
+        raise ValueError(f"oh_flow must be one of {OH_FLOWS}, got {oh_flow!r}")
     return (
         Block("core", CORE, "realnvp", flow_options={"num_couplings": num_couplings}),
         Block("bh", ("log_mbh",), oh_flow, parents=("core",)),

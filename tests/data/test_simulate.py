@@ -1,5 +1,5 @@
-"""``galppl.data.simulate``: the mock SDSS sky follows the data model, is reproducible, recovers
-its own relations, applies the Main Galaxy Sample selection and caches on disk."""
+"""``galppl.data.simulate`` (galppl/data/mock/sky.py): the mock SDSS sky follows the data model,
+is reproducible, recovers its own relations, applies the Main Galaxy Sample selection and caches on disk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import xarray as xr
 
 from galppl.data.mock.population import DistanceTable
 from galppl.data.schema import has_flag, validate
-from galppl.data.simulate import SimulationError, cache_path, simulate
+from galppl.data.mock.sky import SimulationError, cache_path, simulate
 from galppl.physics import (
     BALMER_INTRINSIC,
     K_HALPHA,
@@ -181,7 +181,7 @@ def test_cache_hit_is_identical_and_does_not_simulate(tmp_path, monkeypatch):
     path = cache_path(400, 2, None, tmp_path)
     assert path.exists() and path.name.startswith("simulate-") and path.suffix == ".nc"
     assert not list(tmp_path.glob(".simulate-*"))  # no temporary file left behind
-    import galppl.data.simulate as simulate_module
+    import galppl.data.mock.sky as simulate_module
 
     def no_simulation(*args, **kwargs):
         raise AssertionError("a cache hit must not simulate")
@@ -218,7 +218,7 @@ def test_bad_arguments(kwargs, match):
 def test_images_match_catalog_photometry():
     pytest.importorskip("torch")
     from galppl.data.mock.images import render_stamps
-    from galppl.data.simulate import stamp_params
+    from galppl.data.mock.sky import stamp_params
 
     cat = simulate(120, seed=4, image_size=32, cache=False)
     validate(cat, require=("image",))
@@ -235,3 +235,12 @@ def test_images_match_catalog_photometry():
     # the noisy stamps carry the same light on average
     noisy = cat["image"].values[compact].sum(axis=(2, 3))
     assert np.median(noisy[:, 1] / expected[:, 1]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_simulate_is_the_function_at_galppl_data_and_galppl():
+    import galppl
+    import galppl.data as gd
+
+    assert gd.simulate is galppl.simulate is simulate
+    xr.testing.assert_identical(gd.simulate(30, seed=0, image_size=None, cache=False),
+                                simulate(30, seed=0, image_size=None, cache=False))

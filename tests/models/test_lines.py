@@ -245,7 +245,7 @@ def test_derived_quantities_name_bad_input():
 # ---------------------------------------------------------------------------- fits
 @pytest.fixture(scope="module")
 def catalog():
-    from galppl.data.simulate import simulate
+    from galppl.data import simulate
 
     return simulate(2000, seed=1, image_size=None)
 

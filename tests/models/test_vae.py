@@ -207,11 +207,11 @@ def test_bad_config_raises(kwargs, message):
 
 
 def test_galppl_fit_vae_and_galppl_load_round_trip(tmp_path):
-    """The public entry points: galppl.fit(model="vae", data=...) and galppl.load."""
+    """The public entry points: galppl.fit_vae(data, ...) and galppl.load."""
     import galppl
 
     ds = blob_catalog(48, seed=10)
-    fitted = galppl.fit(model="vae", data=ds, vae_epochs=1, progress=False)
+    fitted = galppl.fit_vae(ds, max_epochs=1, progress=False)
     assert isinstance(fitted, FittedVAE)
     assert fitted.config.image_size == SIZE and fitted.config.lr == 1e-4 and fitted.history.epochs_run == 1
     enc = fitted.encode(ds)

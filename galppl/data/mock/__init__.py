@@ -1,4 +1,4 @@
-"""Building blocks of the mock SDSS sky (``galppl.data.simulate`` assembles them).
+"""The mock SDSS sky: ``sky`` assembles the building blocks into ``galppl.data.simulate``.
 
 - ``population``: cosmology tables, Baldry et al. 2012 mass function x volume, MGS selection;
 - ``properties``: star formation, quenching, metallicity, sigma, black holes, dust, sizes, morphology;

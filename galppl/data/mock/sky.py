@@ -1,4 +1,4 @@
-"""``simulate``: the mock SDSS Main Galaxy Sample as a galppl catalog (see SIMULATOR.md).
+"""``galppl.data.simulate``: the mock SDSS Main Galaxy Sample as a galppl catalog (see SIMULATOR.md).
 
 Each galaxy's hidden state (mass, redshift, star formation, metallicity, dust, morphology,
 dynamics, AGN) is drawn first, then its observables (ugriz magnitudes, fibre line fluxes,

@@ -1,0 +1,115 @@
+"""The command line on tiny data: every command runs, and bad arguments fail at once in one line."""
+
+import json
+import sys
+
+import arviz as az
+import numpy as np
+import pytest
+
+import galppl
+from galppl.cli import main
+from galppl.data import load_catalog
+
+TINY_TOML = """seed = 1
+
+[data]
+n_galaxies = 300
+
+[chain]
+inputs = "photometry"
+hidden_dim = 16
+num_couplings = 2
+
+[train]
+max_epochs = 2
+batch_size = 128
+"""
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GALPPL_CACHE", str(tmp_path / "cache"))
+
+
+def fails_at_once(argv, capsys, monkeypatch, message):
+    def no_work(*args, **kwargs):
+        raise AssertionError("arguments must be checked before any work")
+
+    monkeypatch.setattr(sys.modules["galppl.fit"], "default_catalog", no_work)
+    monkeypatch.setattr(galppl.data, "simulate", no_work)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--minutes", "-1"], "galppl run: error: argument --minutes: expected a number of minutes > 0, got -1"),
+        (["run", "--minutes", "nan"], "expected a number of minutes > 0"),
+        (["run", "--n-galaxies", "0"], "argument --n-galaxies: expected a positive integer, got 0"),
+        (["run", "--image-size", "60"], "DataConfig.image_size must be a multiple of 8"),
+        (["run", "--seed", "-3"], "argument --seed: expected a non-negative integer"),
+        (["run", "--num-samples", "0"], "argument --num-samples: expected a positive integer"),
+        (["run", "--config", "absent.toml"], "--config 'absent.toml': no such file"),
+        (["simulate", "10", "out.csv"], "galppl simulate: error: out 'out.csv' must end in .nc (netCDF) or .zarr"),
+        (["simulate", "10", "out.nc", "--image-size", "12"], "--image-size must be 0 (no images) or a multiple of 8"),
+        (["simulate", "-5", "out.nc"], "argument n: expected a positive integer, got -5"),
+        (["predict", "absent_model", "absent.nc", "out.nc"], "catalog 'absent.nc': no such file or folder"),
+    ],
+)
+def test_bad_arguments_fail_at_once_in_one_line(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    fails_at_once(argv, capsys, monkeypatch, message)
+
+
+def test_bad_config_file_is_named(tmp_path, capsys, monkeypatch):
+    (tmp_path / "fit.toml").write_text("seed = 1\n[chain]\nlayers = 3\n")
+    fails_at_once(["run", "--config", str(tmp_path / "fit.toml")], capsys, monkeypatch,
+                  "fit.toml': unknown FitConfig.chain field(s) ['layers']; the fields are ['inputs'")
+    (tmp_path / "fit.toml").write_text("seed = [\n")
+    fails_at_once(["run", "--config", str(tmp_path / "fit.toml")], capsys, monkeypatch, "fit.toml': ")
+
+
+def test_run_config_mirrors_the_dataclasses_and_flags_override_it(tmp_path):
+    from galppl.cli import build_parser, run_config
+
+    (tmp_path / "fit.toml").write_text(TINY_TOML)
+    config = run_config(build_parser().parse_args(["run", "--config", str(tmp_path / "fit.toml"), "--seed", "4"]))
+    assert config.seed == 4 and config.data.n_galaxies == 300 and config.chain.inputs == "photometry"
+    assert config.train.max_epochs == 2 and config.train.max_seconds is None  # no --minutes: the file's budget
+    budget = run_config(build_parser().parse_args(["run", "--minutes", "2"]))
+    assert budget.train.max_seconds == pytest.approx(54) and budget.vae.max_seconds == pytest.approx(42)
+
+
+def test_run_writes_model_posteriors_report_and_summary(tmp_path, capsys):
+    (tmp_path / "fit.toml").write_text(TINY_TOML)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(tmp_path / "fit.toml"), "--out", str(out), "--num-samples", "20",
+                 "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"] == "photometry" and summary["n_test"] == 45
+    assert set(summary["parameters"]) == {"log_mstar", "log_sfr", "z", "log_mbh", "oh"}
+    assert set(summary["detectability"]) == {"oh_detected"}  # the gate, read from the chain's blocks
+    for name in ("posterior.nc", "pred_vs_true.png", "corner_one_galaxy.png", "model/config.json"):
+        assert (out / name).exists(), name
+    assert galppl.load(out / "model").config.seed == 1
+    assert "oh_detected: accuracy" in capsys.readouterr().out
+
+
+def test_simulate_then_predict(tmp_path, capsys):
+    catalog_path = tmp_path / "sky.nc"
+    assert main(["simulate", "200", str(catalog_path), "--image-size", "0", "--seed", "2"]) == 0
+    catalog = load_catalog(catalog_path)
+    assert catalog.sizes["galaxy"] == 200 and "image" not in catalog
+    posterior = galppl.fit("props", catalog, inputs="photometry", max_epochs=1, num_couplings=2, hidden_dim=16,
+                           progress=False)
+    model = posterior.save(tmp_path / "model")
+    assert main(["predict", str(model), str(catalog_path), str(tmp_path / "draws.nc"), "--num-samples", "7"]) == 0
+    idata = az.from_netcdf(tmp_path / "draws.nc")
+    assert idata.posterior["log_mstar"].shape == (1, 7, 200)
+    assert np.isfinite(idata.posterior["oh"].values).all()
+    assert "wrote" in capsys.readouterr().out
