@@ -200,6 +200,9 @@ def test_shapes(size):
         ({"lr": -1.0}, "VAEConfig.lr"),
         ({"batch_size": 0}, "VAEConfig.batch_size"),
         ({"device": "gpu"}, "device"),
+        ({"trainer": "jax"}, "VAEConfig.trainer must be one of"),
+        ({"precision": "float16"}, "VAEConfig.precision must be one of"),
+        ({"trainer": "pyro", "precision": "bfloat16"}, "'bfloat16' needs trainer='torch'"),
     ],
 )
 def test_bad_config_raises(kwargs, message):
@@ -290,3 +293,18 @@ def test_bfloat16_training_keeps_the_loss_and_the_reconstructions():
     assert fitted.info["precision"] == "bfloat16"
     h = fitted.history
     assert h.train_loss[-1] < 0.6 * h.train_loss[0] and fitted.info["val_mse"] < 0.6
+
+
+def test_a_vae_saved_by_galppl_0_2_0_still_loads(fitted, tmp_path):
+    """0.2.0 wrote no ``trainer``/``precision`` (and its info had no such keys): the defaults fill in."""
+    path = fitted.save(tmp_path / "old")
+    meta = json.loads((path / "config.json").read_text())
+    for key in ("trainer", "precision"):
+        del meta["config"][key]
+        del meta["info"][key]
+    meta["galppl_version"] = "0.2.0"
+    (path / "config.json").write_text(json.dumps(meta))
+    loaded = FittedVAE.load(path)
+    assert loaded.config == fitted.config
+    ds = blob_catalog(4, seed=11)
+    np.testing.assert_array_equal(loaded.encode(ds).latent_mean, fitted.encode(ds).latent_mean)
