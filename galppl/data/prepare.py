@@ -23,6 +23,7 @@ __all__ = [
     "Standardizer",
     "check_images",
     "image_quality",
+    "image_stack",
     "image_units",
     "photometry_features",
 ]
@@ -106,6 +107,24 @@ def image_quality(ds: xr.Dataset) -> xr.DataArray:
     usable = finite & ~has_flag(ds, "bad_image").values
     return xr.DataArray(usable, coords={"galaxy": ds["galaxy"]}, dims="galaxy", name="image_usable")
 
+
+def image_stack(data) -> tuple[np.ndarray, np.ndarray, str, xr.Dataset | None]:
+    """(images, usable mask, pixel units, catalog or None) from a catalog or an image array.
+
+    A catalog (Dataset with ``image``) may carry bad images: ``image_quality`` marks them
+    in the mask and only shape errors raise. An array or DataArray (galaxy, channel, y, x)
+    must be clean (``check_images`` raises on NaN/inf pixels) and is taken to be in
+    nanomaggies; its mask is all True.
+    """
+    if isinstance(data, xr.Dataset):
+        units = image_units(data)
+        images = data["image"].transpose("galaxy", "channel", "y", "x").values
+        check_images(images, finite=False)  # shape errors always; bad pixels are flagged, not fatal
+        return images, image_quality(data).values, units, data
+    if isinstance(data, xr.DataArray):
+        data = data.values
+    images = check_images(data)
+    return images, np.ones(images.shape[0], dtype=bool), "nanomaggy", None
 
 class ImageScaler:
     """Arcsinh stretch then per-channel standardisation of image stacks.

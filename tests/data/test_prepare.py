@@ -12,6 +12,7 @@ from galppl.data.prepare import (
     Standardizer,
     check_images,
     image_quality,
+    image_stack,
     photometry_features,
 )
 from galppl.data.schema import BANDS, CatalogError, attrs_for, flag, new_catalog
@@ -69,6 +70,26 @@ def test_image_quality_flags_rather_than_raises():
     assert usable.values.tolist() == [True, False, True, False]
     with pytest.raises(CatalogError, match="no 'image'"):
         image_quality(new_catalog([1], source="test"))
+
+
+def test_image_stack_masks_a_catalog_and_checks_an_array():
+    images = noisy_images(4, 16)
+    images[1, 0, 0, 0] = np.nan
+    ds = new_catalog([10, 11, 12, 13], source="test")
+    ds["image"] = (("galaxy", "channel", "x", "y"), images.transpose(0, 1, 3, 2), attrs_for("image"))
+    stack, usable, units, catalog = image_stack(ds)
+    np.testing.assert_array_equal(stack, images)  # transposed to (galaxy, channel, y, x)
+    assert usable.tolist() == [True, False, True, True] and units == "nanomaggy" and catalog is ds
+    with pytest.raises(ImageError, match="indices 1"):
+        image_stack(images)
+    clean = images[[0, 2]]
+    for data in (clean, xr.DataArray(clean)):
+        stack, usable, units, catalog = image_stack(data)
+        np.testing.assert_array_equal(stack, clean)
+        assert usable.tolist() == [True, True] and units == "nanomaggy" and catalog is None
+    ds["image"].attrs["units"] = "counts"
+    with pytest.raises(CatalogError, match="units 'counts'"):
+        image_stack(ds)
 
 
 # -- ImageScaler ---------------------------------------------------------------------------
