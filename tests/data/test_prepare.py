@@ -167,7 +167,7 @@ def test_standardizer_round_trip_with_nan():
     z = std.transform(feats)
     assert isinstance(z, xr.DataArray) and z.dims == feats.dims
     np.testing.assert_allclose(np.nanmean(z.values, axis=0), 0, atol=1e-12)
-    np.testing.assert_allclose(np.nanstd(z.values, axis=0), 1, atol=1e-12)
+    np.testing.assert_allclose(np.nanstd(z.values, axis=0, ddof=1), 1, atol=1e-12)
     assert np.isnan(z.isel(galaxy=2).sel(feature="g_r"))
     xr.testing.assert_allclose(std.inverse_transform(z), feats)
     back = Standardizer.from_dict(json.loads(json.dumps(std.to_dict())))
