@@ -7,14 +7,16 @@ earlier blocks (its parents)::
     p(core, detect, oh | x) = p(core | h) p(detect | h) p(oh | h, core)
 
 A continuous block is a residual model: an MLP predicts the mean, a conditional flow
-models the residual around it. A Bernoulli block is a logistic head. Training conditions
-each block on its parents' true values (teacher forcing); prediction samples the blocks in
-order, each conditioned on its parents' draws.
+models the residual around it; its distribution is one Pyro
+``ConditionalTransformedDistribution`` in catalog units (:mod:`galppl.models.block`). A
+Bernoulli block is a logistic head. Training conditions each block on its parents' true
+values (teacher forcing); prediction samples the blocks in order, each conditioned on its
+parents' draws.
 
 :class:`ChainModel` is an ``nn.Module`` whose :meth:`ChainModel.model` is a Pyro model with
 one ``pyro.sample`` site per block, so SVI, ``Predictive`` and poutine all work on it. It
 holds its own standardisation (of the input features and of each block's targets) as
-buffers, so it takes and returns values in physical units.
+buffers, so its sites take and return values in catalog units.
 
 Missing targets (NaN) are masked out of their block's likelihood for that galaxy, never
 filled: a NaN in any of a block's variables removes that galaxy from the block's flow term
@@ -173,9 +175,10 @@ class ChainModel(nn.Module):
         parents' standardised values ((*draws, galaxy, dim) each).
 
         Continuous: the block's flow conditioned on h (no parents) or on an embedding of h
-        and the softly bounded parent values, then :func:`block.TemperedShift` around the
-        mean head, then :meth:`catalog_transforms`; ``log_temperature`` (block dim,) replaces
-        the calibrated temperatures' logarithm. Bernoulli: the logistic head.
+        and the softly bounded parent values, then
+        :class:`~galppl.models.block.TemperedShift` around the mean head, then
+        :meth:`catalog_transforms`; ``log_temperature`` (block dim,) replaces the logarithm of
+        the calibrated temperatures. Bernoulli: the logistic head.
         """
         return self._distribution(block, self.heads[block.name](h), h, parents, log_temperature)
 

@@ -189,6 +189,18 @@ def test_standardizer_errors_name_the_feature():
         Standardizer().transform(np.zeros((1, 2)))
 
 
+def test_standardizer_ignores_non_finite_values_and_takes_names():
+    x = np.array([[1.0, 10.0], [np.inf, 20.0], [3.0, np.nan], [5.0, 30.0]])
+    std = Standardizer().fit(x, names=["mag_r", "flux"])
+    np.testing.assert_allclose(std.mean, [3.0, 20.0])
+    np.testing.assert_allclose(std.std, [2.0, 10.0])  # sample standard deviations (ddof=1)
+    assert std.features == ["mag_r", "flux"]
+    with pytest.raises(ValueError, match="feature\\(s\\) flux have zero variance or fewer than 2 finite values"):
+        Standardizer().fit(np.array([[1.0, 2.0], [3.0, np.nan]]), names=["mag_r", "flux"])
+    with pytest.raises(ValueError, match="3 names"):
+        Standardizer().fit(x, names=["a", "b", "c"])
+
+
 def test_scaler_chunking_does_not_change_results(monkeypatch):
     import galppl.data.prepare as prepare
 
