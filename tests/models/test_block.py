@@ -14,14 +14,6 @@ from galppl.models.chain import ChainModel
 FEATURES = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def chain_with_perturbed_weights(seed=0):
     """A float64 chain (fluxes in signed log1p, an identity child) pushed far from its init."""
     blocks = [
