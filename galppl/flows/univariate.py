@@ -76,7 +76,9 @@ class ConditionalSplineLocScale(ConditionalTransformModule):
     def condition(self, context: Tensor) -> ComposeTransform:
         """The spline then the location-scale map, for a context (*batch, context_dim)."""
         params = self.net(context)
-        spline = RationalQuadraticSplineTransform(params["widths"], params["heights"], params["derivatives"], self.bound)
+        spline = RationalQuadraticSplineTransform(
+            params["widths"], params["heights"], params["derivatives"], self.bound
+        )
         return ComposeTransform([spline, _loc_scale(params, self.log_scale_clamp)])
 
 

@@ -109,7 +109,8 @@ class ChainModel(nn.Module):
                 context_dim = context_embed_dim + sum(dims[p] for p in block.parents)
             else:
                 context_dim = hidden_dim
-            self.flows[block.name] = build_flow(block.kind, block.dim, context_dim, **{"seed": seed, **block.flow_options})
+            options = {"seed": seed, **block.flow_options}  # the chain's seed unless the block names one
+            self.flows[block.name] = build_flow(block.kind, block.dim, context_dim, **options)
         self.register_buffer("feature_loc", torch.zeros(feature_dim))
         self.register_buffer("feature_scale", torch.ones(feature_dim))
         for block in self.blocks:
