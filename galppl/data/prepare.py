@@ -309,8 +309,11 @@ def photometry_features(ds: xr.Dataset) -> xr.DataArray:
 class Standardizer:
     """Per-feature standardisation ``(x - mean) / std`` with NaN-aware statistics.
 
-    Works on arrays (n, features) or DataArrays (galaxy, feature); NaN stays NaN. Fitting
-    a feature that is constant or entirely NaN raises ``ValueError`` naming it.
+    Works on arrays (n, features) or DataArrays (galaxy, feature); NaN stays NaN. The
+    statistics ignore non-finite values (missing measurements); ``std`` is the sample
+    standard deviation (ddof=1). Fitting a feature with fewer than two finite values or
+    zero variance raises ``ValueError`` naming it. galppl's chain model standardises its
+    features and targets with it.
     """
 
     def __init__(self):
@@ -330,19 +333,29 @@ class Standardizer:
             raise ValueError(f"expected a 2-d array (n, features), got shape {x.shape}")
         return x, None
 
-    def fit(self, x) -> Standardizer:
-        """Learn the mean and standard deviation of every feature, ignoring NaN."""
-        values, names = self._values(x)
+    def fit(self, x, names=None) -> Standardizer:
+        """Learn the mean and standard deviation of every feature, ignoring non-finite values.
+
+        ``names`` label the features in messages and :meth:`to_dict` (default: a
+        DataArray's feature coordinate, else the column indices).
+        """
+        values, coordinate = self._values(x)
         if values.shape[0] == 0:
             raise ValueError("cannot fit a Standardizer on 0 rows")
-        self.features = names or [str(i) for i in range(values.shape[1])]
+        names = names if names is not None else coordinate
+        self.features = [str(n) for n in names] if names is not None else [str(i) for i in range(values.shape[1])]
+        if len(self.features) != values.shape[1]:
+            raise ValueError(f"{len(self.features)} names {self.features} for {values.shape[1]} features")
+        finite = np.where(np.isfinite(values), values, np.nan)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: reported below
-            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns with < 2 finite values: reported below
+            mean, std = np.nanmean(finite, axis=0), np.nanstd(finite, axis=0, ddof=1)
         bad = ~(np.isfinite(std) & (std > 0))
         if bad.any():
             which = ", ".join(self.features[i] for i in np.flatnonzero(bad))
-            raise ValueError(f"feature(s) {which} have zero variance or no finite values; cannot standardise")
+            raise ValueError(
+                f"feature(s) {which} have zero variance or fewer than 2 finite values; cannot standardise"
+            )
         self.mean, self.std = mean, std
         return self
 
