@@ -9,6 +9,13 @@ Sections (``--only`` picks some; each is one function returning a JSON-able dict
   bfloat16 where the CPU has it natively). The paths are measured interleaved,
   ``--repeats`` rounds, so that load from other processes hits them alike; the ratios
   (best and median round) are what to read when the machine is shared.
+- ``chain``: training throughput of the props chain in galaxies per second, one epoch over
+  ``--chain-galaxies`` mock galaxies (the main job trains on 9,800) in minibatches of
+  ``--chain-batch``, for the old path (Pyro SVI on ``ChainModel.model``,
+  ``galppl.train.train_svi``) and the new one (``ChainModel.negative_log_likelihood`` in
+  ``galppl.train.train_loss_fn``, what ``galppl.fit`` uses), interleaved like ``vae``. The
+  inputs are the mock's photometry features plus 64 standard-normal columns standing in for
+  the VAE latents, so the chain has the main job's shape.
 - ``vae_learning``: what the VAE learns, per path: the same seeded fit (``fit_vae``,
   ``--epochs`` epochs, no early stopping) on ``--learn-galaxies`` mock galaxies, scored on
   a held-out test set: reconstruction MSE per pixel in scaled units, and the R^2 of a
@@ -47,6 +54,8 @@ VAE_PATHS = (
     ("torch_auto", {"trainer": "torch", "precision": "auto"}),
 )
 LATENT_TARGETS = ("log_mstar", "z")
+# The chain's training paths: the old one first, the ratios are against it.
+CHAIN_PATHS = ("pyro_svi", "torch")
 
 
 def simulate(n: int, seed: int, image_size: int):
@@ -97,6 +106,52 @@ def vae_speed(args) -> dict:
     return {"images": int(scaled.shape[0]), "image_size": args.image_size, "batch_size": base.batch_size, "paths": rows}
 
 
+def chain_speed(args) -> dict:
+    """Galaxies per second of one props-chain training epoch, Pyro SVI against plain torch."""
+    from galppl.features import build_features, catalog_tensors
+    from galppl.models import chain_blocks
+    from galppl.models.chain import ChainModel
+    from galppl.train import TrainConfig, train_loss_fn, train_svi
+
+    catalog = simulate(args.chain_galaxies, 0, None)
+    blocks = chain_blocks("props")
+    tensors = catalog_tensors(build_features(catalog, "photometry", None), catalog, blocks).usable_rows()
+    latents = torch.randn(len(tensors.features), 64, generator=torch.Generator().manual_seed(0))
+    data = {"features": torch.cat([tensors.features, latents], 1), **tensors.targets}
+    config = TrainConfig(lr=1e-3, batch_size=args.chain_batch, max_epochs=1, progress=False)
+    chains = {}
+    for label in CHAIN_PATHS:
+        chains[label] = ChainModel(blocks, data["features"].shape[1], dropout=0.2, seed=0)
+        chains[label].set_standardisation(data["features"], tensors.targets)
+
+    def epoch(label: str, rows: slice = slice(None)) -> None:
+        chain, batch = chains[label], {k: v[rows] for k, v in data.items()}
+        if label == "pyro_svi":
+            train_svi(chain.model, chain.guide, {"chain": chain}, batch, None, config)
+        else:
+            train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, batch, None, config)
+
+    for label in CHAIN_PATHS:
+        epoch(label, slice(0, 2 * args.chain_batch))  # warm-up
+    rates = {label: [] for label in CHAIN_PATHS}
+    for round_index in range(args.repeats):
+        for label in CHAIN_PATHS:
+            start = time.perf_counter()
+            epoch(label)
+            rates[label].append(len(data["features"]) / (time.perf_counter() - start))
+        print(f"  round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()), flush=True)
+    old = CHAIN_PATHS[0]
+    rows = {label: {"galaxies_per_s_best": max(values), "galaxies_per_s_median": statistics.median(values),
+                    "speedup_per_round": [v / o for v, o in zip(values, rates[old])]}
+            for label, values in rates.items()}
+    print(f"{'path':>14} {'best gal/s':>11} {'median gal/s':>13} {'speed-up per round':>30}")
+    for label, row in rows.items():
+        ups = " ".join(f"{u:.2f}x" for u in row["speedup_per_round"])
+        print(f"{label:>14} {row['galaxies_per_s_best']:>11.0f} {row['galaxies_per_s_median']:>13.0f} {ups:>30}")
+    return {"galaxies": len(data["features"]), "features": int(data["features"].shape[1]),
+            "batch_size": args.chain_batch, "paths": rows}
+
+
 def latent_r2(fitted, train, test) -> dict:
     """R^2 on ``test`` of a least-squares line from the latent means to each of ``LATENT_TARGETS``."""
     def design(catalog):
@@ -142,7 +197,7 @@ def vae_learning(args) -> dict:
             "paths": rows}
 
 
-SECTIONS = {"vae": vae_speed, "vae_learning": vae_learning}
+SECTIONS = {"vae": vae_speed, "chain": chain_speed, "vae_learning": vae_learning}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--speed-images", type=int, default=1024, help="images per timed VAE epoch")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the VAE speed section")
+    parser.add_argument("--chain-galaxies", type=int, default=10000, help="mock galaxies per timed chain epoch")
+    parser.add_argument("--chain-batch", type=int, default=256, help="the chain's minibatch (galppl.fit's default)")
     parser.add_argument("--learn-galaxies", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=4, help="epochs of each vae_learning fit")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not a measurement")
@@ -159,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.speed_images, args.repeats, args.learn_galaxies, args.epochs = 256, 1, 300, 1
+        args.chain_galaxies = 1000
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     result = {"torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -248,14 +248,14 @@ def train_loss_fn(
     params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"modules {sorted(modules)} have no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    # foreach: one fused update over all tensors instead of a Python loop over ~100 of them.
+    optimizer = torch.optim.Adam(params, lr=config.lr, foreach=True)
 
     def step(batch: dict, n_total: int, first: bool) -> float:
         value = loss_fn(**batch, n_total=n_total)
         value.backward()
         if config.clip_norm is not None:
-            for p in params:
-                torch.nn.utils.clip_grad_norm_(p, config.clip_norm)
+            _clip_each(params, config.clip_norm)
         optimizer.step()
         optimizer.zero_grad()
         return value.item()
@@ -279,6 +279,15 @@ def _check_inputs(modules: dict, train: dict, val: dict | None, config: TrainCon
     if set(val) != set(train):
         raise ValueError(f"train and val hold different tensors: {sorted(train)} vs {sorted(val)}")
     return n_train, n_val
+
+
+def _clip_each(params: list[torch.Tensor], clip_norm: float) -> None:
+    """Clip each tensor's gradient to norm ``clip_norm`` separately, as ``pyro.optim``'s
+    ``clip_args`` do (``torch.nn.utils.clip_grad_norm_`` per tensor), in fused foreach calls."""
+    grads = [p.grad for p in params if p.grad is not None]
+    # clip_grad_norm_'s factor: clip_norm / (norm + 1e-6), applied only where it is < 1.
+    factors = torch._foreach_reciprocal(torch._foreach_add(torch._foreach_norm(grads), 1e-6))
+    torch._foreach_mul_(grads, torch._foreach_clamp_max(torch._foreach_mul(factors, clip_norm), 1.0))
 
 
 def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: TrainConfig, desc: str, label: str):

@@ -170,3 +170,21 @@ def test_history_json_round_trip():
     assert data["train_loss"] == [1.0, None]
     back = TrainHistory.from_dict(data)
     assert back.val_loss == [2.0, 1.5] and math.isnan(back.train_loss[1]) and back.best_epoch == 1
+
+
+def test_fused_clipping_matches_clip_grad_norm_per_tensor():
+    """train_loss_fn clips each gradient tensor like pyro.optim's clip_args, in foreach calls."""
+    from galppl.train import _clip_each
+
+    g = torch.Generator().manual_seed(0)
+    params = [torch.zeros(shape, requires_grad=True) for shape in [(3, 4), (7,), (2, 2, 2)]]
+    grads = [torch.randn(p.shape, generator=g) * scale for p, scale in zip(params, [0.1, 50.0, 3.0])]
+    for p, grad in zip(params, grads):
+        p.grad = grad.clone()
+    _clip_each(params, 2.0)
+    for p, grad in zip(params, grads):
+        expected = grad.clone().requires_grad_()
+        expected.grad = grad.clone()
+        torch.nn.utils.clip_grad_norm_(expected, 2.0)
+        torch.testing.assert_close(p.grad, expected.grad)
+    assert params[0].grad.norm() < 2.0 and torch.isclose(params[1].grad.norm(), torch.tensor(2.0), rtol=1e-5)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -54,6 +55,17 @@ __all__ = ["BLOCK_KINDS", "VALUE_TRANSFORMS", "Block", "ChainModel", "check_bloc
 # Soft bound on the standardised parent values a child is conditioned on (identity within
 # about +-2, at most +-5 standard deviations).
 PARENT_BOUND = 5.0
+
+
+class _Term(NamedTuple):
+    """One block's part of the teacher-forced likelihood: ``distribution.log_prob(value)`` where
+    ``observed`` (galaxy,), plus the MSE factor of its mean head (galaxy,) or None."""
+
+    block: Block
+    distribution: dist.Distribution
+    value: torch.Tensor
+    observed: torch.Tensor
+    mse: torch.Tensor | None
 
 
 class ChainModel(nn.Module):
@@ -229,33 +241,75 @@ class ChainModel(nn.Module):
         catalog units with NaN where missing. With targets every block is observed (teacher
         forcing); without, every block is sampled, ``num_draws`` times per galaxy (a
         ``draws`` plate at dim -2). ``n_total`` is the number of galaxies the minibatch
-        stands for (:func:`galppl.models.plate.galaxy_plate`). Returns block name ->
-        standardised values (what the children were conditioned on).
+        stands for (:func:`galppl.models.plate.galaxy_plate`). Sampling returns block name ->
+        standardised draws (what the children were conditioned on).
         """
-        if targets and set(targets) != {b.name for b in self.blocks}:
-            raise ValueError(f"targets must name every block {[b.name for b in self.blocks]}, got {sorted(targets)}")
+        if targets:
+            self._check_targets(targets)
         pyro.module("chain", self)
         h = self.represent(features)
-        values: dict[str, torch.Tensor] = {}
         draws = pyro.plate("draws", num_draws, dim=-2) if num_draws else nullcontext()
+        values: dict[str, torch.Tensor] = {}
         with draws, galaxy_plate(features.shape[0], n_total):
+            if targets:
+                for term in self._teacher_forced_terms(h, targets, values):
+                    with poutine.mask(mask=term.observed):
+                        pyro.sample(term.block.name, term.distribution, obs=term.value)
+                    if term.mse is not None:
+                        pyro.factor(f"{term.block.name}_mse", term.mse)
+                return values
             for block in self.blocks:
-                head = self.heads[block.name](h)
-                distribution = self._distribution(block, head, h, values)
-                if not targets:
-                    values[block.name] = self.standardise(block, pyro.sample(block.name, distribution))
-                    continue
-                target = targets[block.name]
-                missing = torch.isnan(target)
-                with poutine.mask(mask=~missing.any(-1)):
-                    pyro.sample(block.name, distribution, obs=self._filled(block, target))
-                observed = self.standardise(block, target)
-                values[block.name] = self._observed_or_drawn(block, distribution, observed)
-                if block.kind != "bernoulli" and self.mse_weight > 0:
-                    # The paper's MSE term on the mean head (standardised units), per variable, masked per element.
-                    error = (head["mean"] - observed.nan_to_num(0.0)).pow(2).masked_fill(missing, 0.0)
-                    pyro.factor(f"{block.name}_mse", -0.5 * self.mse_weight * error.sum(-1))
-        return values
+                distribution = self._distribution(block, self.heads[block.name](h), h, values)
+                values[block.name] = self.standardise(block, pyro.sample(block.name, distribution))
+            return values
+
+    def negative_log_likelihood(self, features: torch.Tensor, n_total: int | None = None,
+                                **targets: torch.Tensor) -> torch.Tensor:
+        """The negative log-likelihood of :meth:`model` with every block observed, in plain torch.
+
+        Equal to Pyro's ``Trace_ELBO`` loss of ``(model, guide)`` on the same minibatch (the
+        guide has no latent variables): the masked block log densities plus the MSE factors,
+        summed over galaxies and scaled by ``n_total / batch`` like the galaxy plate. It skips
+        Pyro's trace bookkeeping, which costs as much as the networks at these sizes; training
+        (:func:`galppl.train.train_loss_fn`) uses it, and a test holds it equal to the model's.
+        """
+        self._check_targets(targets)
+        batch = features.shape[0]
+        n_total = batch if n_total is None else int(n_total)
+        if n_total < batch:
+            raise ValueError(f"n_total ({n_total}) cannot be smaller than the minibatch ({batch} galaxies)")
+        total = features.new_zeros(())
+        for term in self._teacher_forced_terms(self.represent(features), targets, {}):
+            total = total + term.distribution.log_prob(term.value).masked_fill(~term.observed, 0.0).sum()
+            if term.mse is not None:
+                total = total + term.mse.sum()
+        return -total * (n_total / batch)
+
+    def _check_targets(self, targets: dict) -> None:
+        if set(targets) != {b.name for b in self.blocks}:
+            raise ValueError(f"targets must name every block {[b.name for b in self.blocks]}, got {sorted(targets)}")
+
+    def _teacher_forced_terms(self, h: torch.Tensor, targets: dict[str, torch.Tensor], values: dict):
+        """Yield, block by block, what the likelihood of observed targets is made of.
+
+        Each block is conditioned on its parents' observed values (teacher forcing), a missing
+        parent value on a draw of it (:meth:`_observed_or_drawn`); ``values`` receives each
+        block's standardised values as conditioned on. One definition for the Pyro model and
+        :meth:`negative_log_likelihood`.
+        """
+        for block in self.blocks:
+            head = self.heads[block.name](h)
+            distribution = self._distribution(block, head, h, values)
+            target = targets[block.name]
+            missing = torch.isnan(target)
+            observed = self.standardise(block, target)
+            mse = None
+            if block.kind != "bernoulli" and self.mse_weight > 0:
+                # The paper's MSE term on the mean head (standardised units), per variable, masked per element.
+                error = (head["mean"] - observed.nan_to_num(0.0)).pow(2).masked_fill(missing, 0.0)
+                mse = -0.5 * self.mse_weight * error.sum(-1)
+            yield _Term(block, distribution, self._filled(block, target), ~missing.any(-1), mse)
+            values[block.name] = self._observed_or_drawn(block, distribution, observed)
 
     def guide(self, *args, **kwargs):
         """No latent variables: training is maximum likelihood over the networks' weights."""

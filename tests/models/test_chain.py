@@ -189,6 +189,36 @@ def test_minibatch_likelihood_is_scaled_to_n_total():
     assert torch.allclose(scaled, 10 * full, rtol=1e-5)
 
 
+@pytest.mark.parametrize("n_total", [None, 400])
+def test_plain_torch_negative_log_likelihood_equals_the_pyro_elbo(n_total):
+    """The training loss in plain torch is the Pyro model's Trace_ELBO loss: value and gradients,
+    with dropout, missing targets and a missing parent (drawn with the same random state)."""
+    from pyro.infer import Trace_ELBO
+
+    x, targets = toy_data(n=40)
+    chain = ChainModel(props_blocks(num_couplings=4), 3, hidden_dim=64, head_hidden_dim=64, dropout=0.2)
+    chain.set_standardisation(x, targets)
+    chain.train()
+    assert torch.isnan(targets["bh"]).any() and torch.isnan(targets["oh"]).any()
+
+    def grads(loss):
+        chain.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in chain.parameters()]
+
+    torch.manual_seed(3)
+    pyro_loss = Trace_ELBO().differentiable_loss(chain.model, chain.guide, x, n_total=n_total, **targets)
+    pyro_grads = grads(pyro_loss)
+    torch.manual_seed(3)
+    torch_loss = chain.negative_log_likelihood(x, n_total=n_total, **targets)
+    torch_grads = grads(torch_loss)
+    torch.testing.assert_close(torch_loss, pyro_loss, rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(torch_grads, pyro_grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be smaller than the minibatch"):
+        chain.negative_log_likelihood(x, n_total=10, **targets)
+
+
 def test_targets_must_name_every_block():
     x, targets = toy_data(n=8)
     with pytest.raises(ValueError, match="must name every block"):
