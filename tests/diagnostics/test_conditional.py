@@ -17,7 +17,8 @@ def test_calibrated_posterior_passes_every_bin(calibrated):
     np.testing.assert_allclose(ds["level"], [0.68, 0.95])
     # Every galaxy with a truth is in exactly one bin of each conditioning variable.
     n_truth = [int(np.isfinite(calibrated.observed_data[p]).sum()) for p in PARAMS]
-    np.testing.assert_array_equal(ds["count"].sum("bin").transpose("parameter", "by"), np.repeat(np.array(n_truth)[:, None], 3, axis=1))
+    per_by = ds["count"].sum("bin").transpose("parameter", "by")
+    np.testing.assert_array_equal(per_by, np.repeat(np.array(n_truth)[:, None], 3, axis=1))
     assert (ds["n_without_by"] == 0).all()
     # Within binomial error in every bin (3.5 sigma for 120 correlated comparisons), PIT too.
     assert (np.abs(ds["deviation"]) < 3.5).all(), float(np.abs(ds["deviation"]).max())

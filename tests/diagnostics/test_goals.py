@@ -45,7 +45,8 @@ def _exactly_calibrated(n=4000, n_draws=999, *, shift=0.0, faint_scale=1.0):
 
 
 def _by_goal(goals: xr.Dataset) -> dict:
-    return {(str(g), str(p)): bool(ok) for g, p, ok in zip(goals["goal"].values, goals["parameter"].values, goals["passed"].values, strict=True)}
+    rows = zip(goals["goal"].values, goals["parameter"].values, goals["passed"].values, strict=True)
+    return {(str(g), str(p)): bool(ok) for g, p, ok in rows}
 
 
 def test_calibrated_posterior_meets_every_goal():
