@@ -5,8 +5,10 @@ truth is a draw from ``N(mu, s)`` (galppl.diagnostics.synthetic): ``scale = 1, b
 calibrated, ``scale < 1`` over-confident, ``scale > 1`` under-confident. Prints, per case and
 averaged over the props parameters: PIT std (0.289 when calibrated) and the smallest KS p-value,
 coverage of the 68% and 95% central intervals, TARP's ATC and KS p-value (joint over
-log_mstar, log_sfr, z) and the smallest SBC chi-square p-value. Writes the PIT, coverage and
-TARP figures of each case to ``--out``.
+log_mstar, log_sfr, z), the smallest SBC chi-square p-value, the worst per-bin coverage offset
+``max |coverage - level|`` over the quartile bins of r, z and log_mstar (`conditional_calibration`)
+and how many of the issue-12 calibration goals pass (`calibration_goals`). Writes the PIT,
+coverage, per-bin coverage and TARP figures of each case to ``--out``.
 
     .venv/bin/python benchmarks/diagnostics_calibration.py [--quick] [--out runs/benchmarks/]
 """
@@ -24,13 +26,14 @@ matplotlib.use("Agg")
 import galppl.diagnostics as gd  # noqa: E402
 from galppl.diagnostics.synthetic import synthetic_idata  # noqa: E402
 
-CASES = [  # (name, scale, bias)
-    ("calibrated", 1.0, 0.0),
-    ("over x0.5", 0.5, 0.0),
-    ("over x0.8", 0.8, 0.0),
-    ("under x1.25", 1.25, 0.0),
-    ("under x2", 2.0, 0.0),
-    ("biased +0.5s", 1.0, 0.5),
+CASES = [  # (name, scale, bias, faint_scale)
+    ("calibrated", 1.0, 0.0, 1.0),
+    ("over x0.5", 0.5, 0.0, 1.0),
+    ("over x0.8", 0.8, 0.0, 1.0),
+    ("under x1.25", 1.25, 0.0, 1.0),
+    ("under x2", 2.0, 0.0, 1.0),
+    ("biased +0.5s", 1.0, 0.5, 1.0),
+    ("faint x0.5", 1.0, 0.0, 0.5),
 ]
 JOINT = ["log_mstar", "log_sfr", "z"]
 
@@ -44,28 +47,34 @@ def main() -> None:
     n_gal, n_draws = (300, 100) if args.quick else (2000, 400)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    head = f"{'case':<13} {'PIT std':>7} {'min KS p':>9} {'PIT mean':>8} {'cov68':>6} {'cov95':>6} {'TARP ATC':>8} {'TARP p':>8} {'min SBC p':>9}"
+    head = (f"{'case':<13} {'PIT std':>7} {'min KS p':>9} {'PIT mean':>8} {'cov68':>6} {'cov95':>6} {'TARP ATC':>8} "
+            f"{'TARP p':>8} {'min SBC p':>9} {'bin dcov':>8} {'goals':>6}")
     print(f"{n_gal} galaxies x {n_draws} draws; calibrated: PIT std 0.289, cov68 0.68, cov95 0.95, ATC 0")
     print(head)
     print("-" * len(head))
     t0 = time.perf_counter()
-    for i, (name, scale, bias) in enumerate(CASES):
-        idata = synthetic_idata(n_gal, n_draws, scale=scale, bias=bias, seed=args.seed + i)
+    for i, (name, scale, bias, faint_scale) in enumerate(CASES):
+        idata = synthetic_idata(n_gal, n_draws, scale=scale, bias=bias, faint_scale=faint_scale, seed=args.seed + i)
         pit_ds = gd.pit(idata, seed=args.seed)
         uni = gd.pit_uniformity(pit_ds, seed=args.seed)
         cov = gd.coverage(idata)
         joint = gd.tarp(idata, JOINT, seed=args.seed)
         ranks = gd.sbc(idata, seed=args.seed)
+        binned = gd.conditional_calibration(idata, seed=args.seed)
+        goals = gd.calibration_goals(idata, seed=args.seed)
         print(
             f"{name:<13} {float(uni['std'].mean()):7.3f} {float(uni['ks_pvalue'].min()):9.2g} "
             f"{float(uni['mean'].mean()):8.3f} {float(cov['coverage'].sel(level=0.68).mean()):6.3f} "
             f"{float(cov['coverage'].sel(level=0.95).mean()):6.3f} {float(joint['atc']):+8.3f} "
-            f"{float(joint['ks_pvalue']):8.2g} {float(ranks['chi2_pvalue'].min()):9.2g}"
+            f"{float(joint['ks_pvalue']):8.2g} {float(ranks['chi2_pvalue'].min()):9.2g} "
+            f"{float(abs(binned['coverage'] - binned['level']).max()):8.3f} "
+            f"{int(goals['passed'].sum()):>3}/{goals.sizes['check']}"
         )
         stem = name.replace(" ", "_").replace("+", "p").replace(".", "")
         gd.plot_pit_ecdf(pit_ds, seed=args.seed).savefig(args.out / f"pit_{stem}.png", dpi=90)
         gd.plot_coverage(cov).savefig(args.out / f"coverage_{stem}.png", dpi=90)
         gd.plot_tarp(joint).savefig(args.out / f"tarp_{stem}.png", dpi=90)
+        gd.plot_conditional_calibration(binned).savefig(args.out / f"conditional_{stem}.png", dpi=90)
     print(f"\n{time.perf_counter() - t0:.1f} s; figures in {args.out}")
 
 

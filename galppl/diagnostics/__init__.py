@@ -9,9 +9,12 @@ from ._checks import DiagnosticsError
 from .accuracy import accuracy, point_metrics
 from .bpt import bpt_probabilities, bpt_reliability, class_reliability, mean_bpt_ratios
 from .calibration import coverage, pit, pit_uniformity, tarp, tarp_coverage
+from .conditional import binned_calibration, conditional_calibration
 from .detection import detection
+from .goals import calibration_goals
 from .lines_plots import plot_bpt, plot_lines_corner, plot_lines_pred_vs_true
 from .plots import (
+    plot_conditional_calibration,
     plot_coverage,
     plot_pit_ecdf,
     plot_pred_vs_true,
@@ -27,15 +30,19 @@ from .uncertainty import uncertainty_split
 __all__ = [
     "DiagnosticsError",
     "accuracy",
+    "binned_calibration",
     "bpt_probabilities",
     "bpt_reliability",
+    "calibration_goals",
     "class_reliability",
+    "conditional_calibration",
     "coverage",
     "detection",
     "mean_bpt_ratios",
     "pit",
     "pit_uniformity",
     "plot_bpt",
+    "plot_conditional_calibration",
     "plot_coverage",
     "plot_lines_corner",
     "plot_lines_pred_vs_true",

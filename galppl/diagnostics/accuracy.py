@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ._checks import GALAXY, DiagnosticsError, draws_and_truth, require, resolve_var_names
+from ._checks import DiagnosticsError, draws_and_truth, resolve_var_names
+from .binning import bin_edges, bin_index, by_values
 
 NMAD_SCALE = 1.4826  # 1 / Phi^-1(3/4): makes the MAD of a Gaussian equal its sigma
 Z_OUTLIER = 0.05  # |dz|/(1+z) threshold for a redshift outlier
@@ -66,65 +67,6 @@ def _point_estimate(draws: np.ndarray, point: str) -> np.ndarray:
     if point == "median":
         return np.median(draws, axis=1)
     raise DiagnosticsError(f"accuracy: point must be 'mean' or 'median', got {point!r}")
-
-
-def _by_values(idata, by, n_galaxies: int) -> tuple[np.ndarray, str]:
-    """The per-galaxy values to bin on, and a label for them."""
-    if isinstance(by, xr.DataArray):
-        if by.dims != (GALAXY,) or by.sizes[GALAXY] != n_galaxies:
-            raise DiagnosticsError(
-                f"accuracy: a DataArray `by` must have dims ('galaxy',) and {n_galaxies} galaxies; "
-                f"got dims {by.dims} with sizes {dict(by.sizes)}"
-            )
-        return by.values.astype(float), str(by.name or "by")
-    if isinstance(by, tuple):
-        if len(by) != 2:
-            raise DiagnosticsError(f"accuracy: a tuple `by` must be (variable, label), got {by!r}")
-        name, label = by
-        da = require(idata, "accuracy", "constant_data", [name])[name]
-        other = [d for d in da.dims if d != GALAXY]
-        if len(other) != 1:
-            raise DiagnosticsError(
-                f"accuracy: by=({name!r}, {label!r}) needs constant_data['{name}'] with one dim "
-                f"besides galaxy; it has dims {da.dims}"
-            )
-        if label not in da[other[0]].values:
-            raise DiagnosticsError(
-                f"accuracy: {label!r} is not a {other[0]} of constant_data['{name}']; "
-                f"choose one of {list(da[other[0]].values)}"
-            )
-        return da.sel({other[0]: label}).values.astype(float), f"{name}_{label}"
-    if isinstance(by, str):
-        for group in ("observed_data", "constant_data"):
-            if group in idata.groups() and by in idata[group].data_vars:
-                da = idata[group][by]
-                if da.dims != (GALAXY,):
-                    raise DiagnosticsError(
-                        f"accuracy: {group}['{by}'] has dims {da.dims}; bin on a (galaxy,) "
-                        f"variable or pass by=('{by}', label)"
-                    )
-                return da.values.astype(float), by
-        raise DiagnosticsError(
-            f"accuracy: by={by!r} is not a variable of observed_data or constant_data; "
-            f"idata has groups {', '.join(idata.groups())}"
-        )
-    raise DiagnosticsError(
-        f"accuracy: by must be a variable name, a (variable, label) tuple or a DataArray, got "
-        f"{type(by).__name__}"
-    )
-
-
-def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Quantile bin edges over the finite ``values``; one bin per value when it has few."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        raise DiagnosticsError("accuracy: the `by` variable has no finite value to bin on")
-    unique = np.unique(finite)
-    if unique.size <= bins:
-        # A discrete variable (e.g. a detection flag): one bin per value, edges halfway between.
-        mids = (unique[:-1] + unique[1:]) / 2
-        return np.concatenate([[unique[0]], mids, [unique[-1]]])
-    return np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)))
 
 
 def accuracy(
@@ -177,10 +119,9 @@ def accuracy(
         coords = {"parameter": names}
         attrs = {}
     else:
-        values, label = _by_values(idata, by, n_gal)
-        edges = bin_edges(values, int(bins))
-        idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
-        idx = np.where(np.isfinite(values), idx, -1)
+        values, label = by_values(idata, by, n_gal, "accuracy")
+        edges = bin_edges(values, int(bins), f"accuracy: by={label!r}")
+        idx = bin_index(values, edges)
         nbins = edges.size - 1
         table = {k: np.full((len(names), nbins), np.nan) for k in keys}
         for i, (name, (p, t)) in enumerate(estimates.items()):

@@ -29,6 +29,7 @@ from ._checks import (
     check_probability,
     draws_and_truth,
     is_simulated,
+    require,
     resolve_var_names,
 )
 
@@ -164,6 +165,30 @@ def _intervals(post: xr.DataArray, draws: np.ndarray, levels: np.ndarray, interv
     return bounds[:, 0], bounds[:, 1]
 
 
+def interval_hits(idata, name: str, levels: np.ndarray, interval: str, func: str) -> np.ndarray:
+    """Whether each galaxy's truth lies inside its credible interval, (level, galaxy) float.
+
+    1.0 inside, 0.0 outside, NaN where the truth is missing (or the draws are not usable).
+    """
+    draws, truth, _ = draws_and_truth(idata, name, func)
+    hits = np.full((levels.size, truth.size), np.nan)
+    ok = np.isfinite(truth)
+    if ok.any():
+        lo, hi = _intervals(idata.posterior[name].isel(galaxy=ok), draws[ok], levels, interval)
+        hits[:, ok] = (truth[ok] >= lo) & (truth[ok] <= hi)
+    return hits
+
+
+def check_levels(levels, interval: str, func: str) -> np.ndarray:
+    """Credibility levels as an array, each in (0, 1), and ``interval`` one of central/hdi."""
+    if interval not in ("central", "hdi"):
+        raise DiagnosticsError(f"{func}: interval must be 'central' or 'hdi', got {interval!r}")
+    levels = np.atleast_1d(np.asarray(levels, dtype=float))
+    for lev in levels:
+        check_probability(lev, "every level", func)
+    return levels
+
+
 def coverage(
     idata,
     levels: Sequence[float] | None = None,
@@ -189,23 +214,15 @@ def coverage(
         ``deviation`` (``(coverage - level) / stderr``: negative means over-confident, positive
         under-confident) and ``count`` (galaxies with a truth, per parameter).
     """
-    if interval not in ("central", "hdi"):
-        raise DiagnosticsError(f"coverage: interval must be 'central' or 'hdi', got {interval!r}")
-    levels = DEFAULT_LEVELS if levels is None else np.atleast_1d(np.asarray(levels, dtype=float))
-    for lev in levels:
-        check_probability(lev, "every level", "coverage")
+    levels = check_levels(DEFAULT_LEVELS if levels is None else levels, interval, "coverage")
     names = resolve_var_names(idata, var_names, "coverage")
     cov = np.full((len(names), levels.size), np.nan)
     counts = np.zeros(len(names), dtype=int)
     for i, name in enumerate(names):
-        draws, truth, _ = draws_and_truth(idata, name, "coverage")
-        ok = np.isfinite(truth)
-        counts[i] = int(ok.sum())
-        if counts[i] == 0:
-            continue
-        lo, hi = _intervals(idata.posterior[name], draws, levels, interval)
-        inside = (truth >= lo) & (truth <= hi)
-        cov[i] = inside[:, ok].mean(axis=1)
+        hits = interval_hits(idata, name, levels, interval, "coverage")
+        counts[i] = int(np.isfinite(hits[0]).sum())
+        if counts[i]:
+            cov[i] = np.nanmean(hits, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         stderr = np.sqrt(levels[None, :] * (1 - levels[None, :]) / counts[:, None])
         deviation = (cov - levels[None, :]) / stderr
@@ -247,6 +264,29 @@ def tarp_coverage(
     f = (d_draws < d_truth[:, None]).mean(axis=1)
     ecp = (f[None, :] <= alpha[:, None]).mean(axis=1)
     return ecp, f
+
+
+# TARP needs every truth of a galaxy: a parameter measured for few galaxies (oh, only where
+# detected) would shrink the joint test to those few, so it is left out below this fraction.
+TARP_MIN_TRUTH_FRACTION = 0.8
+
+
+def tarp_parameters(idata, var_names: Sequence[str]) -> tuple[list[str], dict[str, float]]:
+    """The parameters of ``var_names`` a joint TARP test uses, and each one's truth fraction.
+
+    A parameter is used when it has a finite truth for at least `TARP_MIN_TRUTH_FRACTION` of
+    the galaxies. Raises `DiagnosticsError` when fewer than two are left (TARP is joint).
+    """
+    obs = require(idata, "tarp", "observed_data", var_names)
+    have = {n: float(np.isfinite(obs[n].values).mean()) for n in var_names}
+    used = [n for n in var_names if have[n] >= TARP_MIN_TRUTH_FRACTION]
+    if len(used) < 2:
+        raise DiagnosticsError(
+            "TARP is a joint test and needs at least two parameters with a truth for "
+            f"{TARP_MIN_TRUTH_FRACTION:.0%} of the galaxies; have "
+            + ", ".join(f"{n} ({f:.0%})" for n, f in have.items())
+        )
+    return used, have
 
 
 def tarp(

@@ -26,6 +26,7 @@ from .accuracy import point_metrics
 from .calibration import coverage as _coverage
 from .calibration import pit as _pit
 from .calibration import tarp as _tarp
+from .conditional import conditional_calibration as _conditional
 from .detection import detection as _detection
 from .sbc import sbc as _sbc
 
@@ -160,6 +161,41 @@ def plot_coverage(data, var_names=None, *, figsize=None, **kwargs) -> Figure:
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal level", ylabel="empirical coverage")
     ax.set_title(f"coverage of {ds.attrs.get('interval', 'central')} intervals")
     ax.legend(fontsize=7)
+    return fig
+
+
+def plot_conditional_calibration(data, var_names=None, *, figsize=None, **kwargs) -> Figure:
+    """Coverage per quantile bin: a column per conditioning variable, a row per level.
+
+    ``data`` is a `conditional_calibration` result or an InferenceData (computed with its
+    defaults). Each panel shows the nominal coverage (dashed) inside a grey band of +-2
+    binomial standard errors (of the bin's smallest count over parameters) and one curve per
+    parameter. ``kwargs`` go to the curves (``Axes.plot``).
+    """
+    ds = _conditional(data, var_names=var_names) if isinstance(data, az.InferenceData) else data
+    labels, levels = [str(b) for b in ds["by"].values], ds["level"].values
+    fig = Figure(figsize=figsize or (3.4 * len(labels), 2.6 * levels.size + 0.4), layout="constrained")
+    axes = fig.subplots(levels.size, len(labels), squeeze=False, sharex="col")
+    for j, label in enumerate(labels):
+        d = ds.sel(by=label)
+        x = np.flatnonzero(np.isfinite(d["bin_low"].values))
+        n_min = np.maximum(d["count"].isel(bin=x).min("parameter").values, 1)
+        for k, lev in enumerate(levels):
+            ax = axes[k, j]
+            half = 2 * np.sqrt(lev * (1 - lev) / n_min)
+            ax.fill_between(x, lev - half, lev + half, color="0.88", lw=0, label="+-2 SE")
+            ax.axhline(lev, color="0.4", lw=0.8, ls="--", label="nominal")
+            for i, name in enumerate(d["parameter"].values):
+                style = {"color": f"C{i}", "marker": "o", "ms": 3, "label": str(name)} | kwargs
+                ax.plot(x, d["coverage"].sel(parameter=name, level=lev).isel(bin=x), **style)
+            ax.set_ylabel(f"{lev:.0%} coverage", fontsize=8)
+            ax.set_title(f"{lev:.0%} interval by {label}", fontsize=9)
+        ticks = [f"{lo:.3g}-{hi:.3g}" for lo, hi in zip(d["bin_low"].values[x], d["bin_high"].values[x], strict=True)]
+        axes[-1, j].set_xticks(x, ticks, fontsize=7, rotation=20)
+        axes[-1, j].set_xlabel(f"quantile bin of {label}", fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    how = {"estimate": "posterior median", "truth": "true value"}.get(ds.attrs.get("condition_on"))
+    fig.suptitle("coverage per bin" + (f"; a parameter as condition: its {how}" if how else ""), fontsize=9)
     return fig
 
 

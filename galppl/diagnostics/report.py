@@ -18,10 +18,19 @@ import xarray as xr
 from ._checks import DiagnosticsError, is_simulated, require, resolve_var_names
 from .accuracy import accuracy
 from .bpt import bpt_reliability, has_line_draws
-from .calibration import coverage, pit, pit_uniformity, tarp
+from .calibration import TARP_MIN_TRUTH_FRACTION, coverage, pit, pit_uniformity, tarp, tarp_parameters
+from .conditional import conditional_calibration
 from .detection import detection
+from .goals import (
+    GOAL_BAND_PROB,
+    GOAL_COVERAGE_TOLERANCE,
+    GOAL_PIT_MEAN_TOLERANCE,
+    GOAL_TARP_ATC_TOLERANCE,
+    calibration_goals,
+)
 from .lines_plots import plot_bpt
 from .plots import (
+    plot_conditional_calibration,
     plot_coverage,
     plot_pit_ecdf,
     plot_pred_vs_true,
@@ -35,9 +44,6 @@ from .uncertainty import uncertainty_split
 
 REPORT_NAME = "report.md"
 FIG_DPI = 110
-# TARP needs every truth of a galaxy: a parameter measured for few galaxies (oh, only where
-# detected) would shrink the joint test to those few, so it is left out below this fraction.
-TARP_MIN_TRUTH_FRACTION = 0.8
 
 
 def _fmt(value) -> str:
@@ -189,16 +195,57 @@ def report(
         w.add()
         w.figure(plot_coverage(cov), "coverage", "coverage vs nominal")
 
+    def _conditional():
+        cond = conditional_calibration(idata, var_names=names, skip_missing=True, seed=seed)
+        w.add(
+            f"Coverage of the central 68% and 95% intervals and the PIT in quartile bins of each "
+            "conditioning variable (a parameter as condition: its posterior median, since a calibrated "
+            "posterior need not cover at the nominal rate conditional on the truth). dev: (coverage - "
+            "nominal) / binomial standard error; PIT mean 0.5 when calibrated."
+        )
+        for reason in filter(None, cond.attrs["skipped"].split("\n")):
+            w.add(f"_Not binned on {reason}_")
+        w.add()
+        for label in cond["by"].values:
+            d = cond.sel(by=label)
+            w.add(f"By **{label}**:")
+            w.add()
+            rows = []
+            for p in d["parameter"].values:
+                for b in np.flatnonzero(np.isfinite(d["bin_low"].values)):
+                    c = d.sel(parameter=p).isel(bin=b)
+                    row = [str(p), f"{c['bin_low'].item():.4g} to {c['bin_high'].item():.4g}", c["count"].item()]
+                    for lev in (0.68, 0.95):
+                        row += [c["coverage"].sel(level=lev).item(), c["deviation"].sel(level=lev).item()]
+                    rows.append(row + [c["pit_mean"].item(), c["pit_ks_pvalue"].item()])
+            w.add(_table(["parameter", f"{label} bin", "n", "68%", "68% dev", "95%", "95% dev", "PIT mean", "PIT KS p"], rows))
+            w.add()
+        w.figure(plot_conditional_calibration(cond), "conditional_coverage", "coverage per bin")
+
+    def _goals():
+        goals = calibration_goals(idata, names, seed=seed)
+        w.add(
+            f"The goals of issue #12: SBC rank ECDF inside the {GOAL_BAND_PROB:.0%} simultaneous band; "
+            f"|mean PIT - 0.5| <= {GOAL_PIT_MEAN_TOLERANCE}; 68% and 95% coverage within "
+            f"{GOAL_COVERAGE_TOLERANCE} of nominal in every quartile bin (worst bin shown); "
+            f"|TARP ATC| <= {GOAL_TARP_ATC_TOLERANCE}. stderr: the statistic's standard error for a "
+            "calibrated posterior of this many galaxies (a threshold near it fails by chance)."
+        )
+        w.add()
+        rows = [
+            [g["goal"].item(), g["parameter"].item(), g["statistic"].item(), g["threshold"].item(),
+             g["stderr"].item(), "pass" if g["passed"].item() else "**FAIL**", g["where"].item()]
+            for g in (goals.isel(check=i) for i in range(goals.sizes["check"]))
+        ]
+        w.add(_table(["goal", "parameter", "statistic", "threshold", "stderr", "result", "where"], rows))
+        w.add()
+        w.add(f"All goals met: **{'yes' if goals.attrs['all_passed'] else 'no'}**.")
+        for note in filter(None, [goals.attrs["not_checked"], *goals.attrs["skipped"].split("\n")]):
+            w.add(f"_Not checked: {note}_")
+        w.add()
+
     def _tarp():
-        obs = idata.observed_data
-        have = {n: float(np.isfinite(obs[n].values).mean()) for n in names}
-        used = [n for n in names if have[n] >= TARP_MIN_TRUTH_FRACTION]
-        if len(used) < 2:
-            raise DiagnosticsError(
-                "TARP is a joint test and needs at least two parameters with a truth for "
-                f"{TARP_MIN_TRUTH_FRACTION:.0%} of the galaxies; have "
-                + ", ".join(f"{n} ({f:.0%})" for n, f in have.items())
-            )
+        used, have = tarp_parameters(idata, names)
         joint = tarp(idata, used, seed=seed)
         w.add(
             f"Joint coverage of {', '.join(used)} on {joint.attrs['n_galaxies']} galaxies with all "
@@ -263,8 +310,10 @@ def report(
     w.section("Accuracy", _accuracy)
     w.section("Calibration: PIT", _pit)
     w.section("Calibration: coverage", _coverage)
+    w.section("Conditional calibration", _conditional)
     w.section("Calibration: TARP (joint)", _tarp)
     w.section("SBC" if simulated else "Rank statistics (held-out PIT, not SBC)", _sbc)
+    w.section("Calibration goals", _goals)
     w.section("Detectability", _detection)
     if has_line_draws(idata):
         w.section("BPT classes", _bpt)

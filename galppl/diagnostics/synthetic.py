@@ -3,7 +3,8 @@
 For galaxy ``g`` and parameter ``theta`` a "true posterior" ``N(mu_g, s_g)`` is drawn (random
 centre and width); the truth is one draw from it, and the reported posterior draws come from
 ``N(mu_g + bias * s_g, scale * s_g)``. ``scale=1, bias=0`` is calibrated by construction;
-``scale < 1`` is over-confident, ``scale > 1`` under-confident, ``bias != 0`` shifted. Used by
+``scale < 1`` is over-confident, ``scale > 1`` under-confident, ``bias != 0`` shifted;
+``faint_scale`` narrows (or widens) the posteriors of the faintest quarter in r only. Used by
 the tests and the calibration benchmark to show that the diagnostics catch each failure.
 """
 
@@ -46,6 +47,7 @@ def synthetic_idata(
     n_chains: int = 1,
     missing_mbh: float = 0.1,
     simulated: bool = True,
+    faint_scale: float = 1.0,
     seed: int = 0,
 ) -> az.InferenceData:
     """An InferenceData with ``posterior``, ``observed_data`` and ``constant_data``.
@@ -60,18 +62,22 @@ def synthetic_idata(
         Posterior width multiplier and shift (in units of the true posterior width ``s_g``).
     simulated : bool
         Written to ``posterior.attrs["simulated"]`` (SBC vs held-out PIT labelling).
+    faint_scale : float
+        A further width multiplier for the galaxies fainter than the 75th percentile of the r
+        magnitude (which is independent of every parameter here): miscalibration in one bin.
     """
     if kind not in ("props", "lines"):
         raise ValueError(f"synthetic_idata: kind must be 'props' or 'lines', got {kind!r}")
     rng = np.random.default_rng(seed)
     galaxy = np.arange(1000, 1000 + n_galaxies)
     prior = PROPS_PRIOR if kind == "props" else LINES_PRIOR
-    post, obs = {}, {}
+    post, obs, centres = {}, {}, {}
     for name, (centre, spread, (s_lo, s_hi)) in prior.items():
         mu = rng.normal(centre, spread, n_galaxies)
         s = rng.uniform(s_lo, s_hi, n_galaxies)
         truth = rng.normal(mu, s)
-        draws = rng.normal(mu + bias * s, scale * s, size=(n_chains, n_draws, n_galaxies))
+        centres[name] = mu + bias * s
+        draws = rng.normal(centres[name], scale * s, size=(n_chains, n_draws, n_galaxies))
         post[name] = (("chain", "draw", "galaxy"), draws, _attrs(name))
         obs[name] = (("galaxy",), truth, _attrs(name))
     if kind == "props":
@@ -89,6 +95,12 @@ def synthetic_idata(
         obs["oh"][1][detected == 0] = np.nan
         obs["log_mbh"][1][rng.uniform(size=n_galaxies) < missing_mbh] = np.nan
     mag = rng.normal(17.0, 0.8, (n_galaxies, len(BANDS))) + np.linspace(1.0, -0.5, len(BANDS))
+    r = mag[:, list(BANDS).index("r")]
+    faint = r > np.quantile(r, 0.75)
+    # After every random draw, so the other arguments give the same numbers as without it.
+    for name, centre in centres.items() if faint_scale != 1.0 else ():
+        draws = post[name][1]
+        draws[..., faint] = centre[faint] + faint_scale * (draws[..., faint] - centre[faint])
     coords = {"galaxy": galaxy, "chain": np.arange(n_chains), "draw": np.arange(n_draws)}
     return az.InferenceData(
         posterior=xr.Dataset(post, coords=coords, attrs={"simulated": int(simulated)}),

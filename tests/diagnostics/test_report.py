@@ -1,6 +1,7 @@
 import re
 
 import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
 import galppl.diagnostics as gd
@@ -9,6 +10,11 @@ from galppl.diagnostics.synthetic import synthetic_idata
 
 def _links(md: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+
+
+def _section(md: str, heading: str) -> str:
+    """The text of one "## heading" section of a report."""
+    return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
 
 def test_report_writes_markdown_and_figures(tmp_path):
@@ -21,7 +27,8 @@ def test_report_writes_markdown_and_figures(tmp_path):
     assert md.startswith("# mock props")
     links = _links(md)
     assert set(links) == {
-        "pred_vs_true.png", "pit_ecdf.png", "coverage.png", "tarp.png", "sbc.png", "reliability.png", "uncertainty.png",
+        "pred_vs_true.png", "pit_ecdf.png", "coverage.png", "conditional_coverage.png", "tarp.png", "sbc.png",
+        "reliability.png", "uncertainty.png",
     }
     for name in links:
         data = (path.parent / name).read_bytes()
@@ -34,6 +41,16 @@ def test_report_writes_markdown_and_figures(tmp_path):
     # Over-confident input: the coverage table's 68% column is well below 0.68.
     row = next(line for line in md.splitlines() if line.startswith("| log_mstar | 120 |") and "dev" not in line)
     assert float(row.split("|")[3]) < 0.55
+    # Conditional calibration: a table per conditioning variable, four quartile bins of 30 galaxies.
+    conditional = _section(md, "Conditional calibration")
+    for by in ("r", "z", "log_mstar"):
+        assert f"By **{by}**:" in conditional
+    assert len(re.findall(r"^\| log_mstar \| [-\d.]+ to [-\d.]+ \| 30 \|", conditional, re.M)) == 12
+    # Calibration goals: the over-confident posteriors fail the per-bin coverage goal.
+    goals = _section(md, "Calibration goals")
+    assert re.search(r"^\| coverage_per_bin \| log_mstar \| [\d.]+ \| 0.02 \| [\d.]+ \| \*\*FAIL\*\* \|", goals, re.M)
+    assert re.search(r"^\| tarp_atc \| log_mstar\+z \|", goals, re.M)
+    assert "All goals met: **no**." in goals
 
 
 def test_report_skips_missing_optional_parts(tmp_path):
@@ -51,10 +68,33 @@ def test_report_skips_missing_optional_parts(tmp_path):
     assert "_Skipped: TARP is a joint test and needs at least two parameters" in md
     assert "reliability.png" not in md and not (tmp_path / "reliability.png").exists()
     # a lines fit also gets the BPT section (its class probabilities and diagram)
-    assert set(_links(md)) == {"pred_vs_true.png", "pit_ecdf.png", "coverage.png", "sbc.png",
+    assert set(_links(md)) == {"pred_vs_true.png", "pit_ecdf.png", "coverage.png", "conditional_coverage.png", "sbc.png",
                                "bpt_probabilities.png", "bpt_diagram.png"}
+    # A lines fit has no redshift or stellar mass: binned on r only, with a note naming both.
+    conditional = _section(md, "Conditional calibration")
+    assert "_Not binned on z: conditional_calibration: by='z' is not a variable" in conditional
+    assert "_Not binned on log_mstar: " in conditional and "By **r**:" in conditional and "By **z**" not in conditional
+    goals = _section(md, "Calibration goals")
+    assert re.search(r"^\| pit_mean \| flux_halpha \|", goals, re.M)
+    assert "_Not checked: tarp_atc: TARP is a joint test" in goals
     for name in _links(md):
         assert (tmp_path / name).exists()
+
+
+def test_report_of_a_joint_fit_checks_properties_and_line_fluxes(tmp_path):
+    props = synthetic_idata(100, 40, seed=23)
+    lines = synthetic_idata(100, 40, kind="lines", seed=24)
+    joint = props.copy()
+    for group in ("posterior", "observed_data"):
+        joint[group] = xr.merge([props[group], lines[group]])
+    md = gd.report(joint, tmp_path, var_names=["log_mstar", "z", "flux_halpha", "flux_nii"], band_trials=100).read_text()
+    conditional = _section(md, "Conditional calibration")
+    assert "Not binned" not in conditional
+    assert len(re.findall(r"^\| flux_nii \| ", conditional, re.M)) == 3 * 4
+    goals = _section(md, "Calibration goals")
+    for goal in ("sbc_ecdf_in_band", "pit_mean", "coverage_per_bin"):
+        assert len(re.findall(rf"^\| {goal} \| (log_mstar|z|flux_halpha|flux_nii) \|", goals, re.M)) == 4
+    assert re.search(r"^\| tarp_atc \| log_mstar\+z\+flux_halpha\+flux_nii \|", goals, re.M)
 
 
 def test_pred_vs_true_draws_skewed_posteriors():
