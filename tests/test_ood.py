@@ -8,9 +8,11 @@ import pytest
 from sklearn.mixture import GaussianMixture
 
 import galppl
+import galppl.diagnostics as gd
 from galppl.config import ChainConfig
 from galppl.data import load_galaxyzoo, simulate
 from galppl.data.schema import QUALITY_BITS, has_flag
+from galppl.diagnostics.synthetic import synthetic_idata
 from galppl.features import Featurizer, build_features
 from galppl.ood import COVARIANCE_FLOOR, MAX_COMPONENTS, InputDensity, OutOfDistributionWarning
 
@@ -159,3 +161,12 @@ def test_glitched_real_dr9_galaxies_are_flagged_by_a_mock_trained_model(sdss_dir
     with pytest.warns(OutOfDistributionWarning):
         idata = posterior.predict(real.sel(galaxy=GLITCHED_DR9_ROWS + [0, 1, 2]), num_samples=5)
     assert idata.constant_data["out_of_distribution"].sel(galaxy=GLITCHED_DR9_ROWS).all()
+
+
+def test_report_lists_the_out_of_distribution_galaxies(tmp_path):
+    idata = synthetic_idata(60, 20, seed=4)
+    idata.constant_data["out_of_distribution"] = ("galaxy", np.isin(np.arange(60), [3, 7]))
+    md = gd.report(idata, tmp_path, var_names=["z"], band_trials=20).read_text()
+    ids = idata.constant_data["galaxy"].values[[3, 7]]
+    assert "2 galaxies are out of distribution (inputs unlike the training galaxies', " in md
+    assert f"constant_data['out_of_distribution']): {ids[0]}, {ids[1]}. Their posteriors are extrapolations" in md
