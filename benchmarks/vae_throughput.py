@@ -3,8 +3,9 @@
 For stamp sides 64 and 160 px (the paper's size) and the default architecture
 (VAEConfig: 3 convolutions 32/64/128, hidden 256, latent 32), times
 
-- training: one SVI step (Trace_ELBO, Adam) on a minibatch of ``--train-batch`` images,
-  i.e. encoder + decoder forward and backward, as ``galppl.train.train_svi`` runs it;
+- training: one Pyro SVI step (Trace_ELBO, Adam) on a minibatch of ``--train-batch``
+  images, i.e. encoder + decoder forward and backward, as ``VAEConfig(trainer="pyro")``
+  trains (``benchmarks/train_speed.py`` compares it with the default plain-torch path);
 - encoding: the encoder's forward pass without gradients on ``--encode-batch`` images,
   as ``FittedVAE.encode`` runs it;
 

@@ -22,6 +22,10 @@ switch train/eval mode, keep the best weights and restore them. A model without 
 variables (maximum likelihood for network weights) simply has a guide that does nothing
 (``def guide(**batch): pass``, or one that only registers its modules).
 
+A model whose ELBO is also written in plain torch (the VAE's ``VAEModel.negative_elbo``,
+tested equal to Pyro's ``Trace_ELBO``) can train with :func:`train_loss_fn` instead: the
+same loop, optimiser and seeding without Pyro's per-step tracing.
+
 Losses are reported per galaxy: the negative ELBO in nats divided by ``n_total``.
 
 Training runs inside a private Pyro parameter store and a forked torch random-number
@@ -41,7 +45,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from tqdm import tqdm
 
-__all__ = ["TrainConfig", "TrainHistory", "train_svi"]
+__all__ = ["TrainConfig", "TrainHistory", "train_loss_fn", "train_svi"]
 
 
 @dataclass(frozen=True)
@@ -202,20 +206,89 @@ def train_svi(
     Raises ``FloatingPointError`` naming the epoch and minibatch when the loss becomes
     NaN or infinite (the modules are first reset to the best weights seen so far).
     """
+    n_train, n_val = _check_inputs(modules, train, val, config)
+    loss = Trace_ELBO() if loss is None else loss
+    clip = None if config.clip_norm is None else {"clip_norm": config.clip_norm}
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": config.lr}, clip_args=clip), loss=loss)
+    store = pyro.get_param_store()
+
+    def step(batch: dict, n_total: int, first: bool) -> float:
+        value = svi.step(**batch, n_total=n_total)
+        if first:
+            _check_registered(modules, store)
+        return value
+
+    def evaluate(batch: dict, n_total: int) -> float:
+        return svi.evaluate_loss(**batch, n_total=n_total)
+
+    with store.scope():
+        return _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config, desc, "svi")
+
+
+def train_loss_fn(
+    loss_fn,
+    modules: dict[str, torch.nn.Module],
+    train: dict[str, torch.Tensor],
+    val: dict[str, torch.Tensor] | None,
+    config: TrainConfig,
+    *,
+    desc: str = "",
+) -> TrainHistory:
+    """:func:`train_svi` for a loss written in plain torch: the same loop without Pyro's tracing.
+
+    ``loss_fn(**batch, n_total=N)`` returns the differentiable negative ELBO of the
+    minibatch in nats, scaled to the ``N`` galaxies of the set as the galaxy plate scales
+    it (e.g. ``VAEModel.negative_elbo``). Everything else matches ``train_svi``: the
+    shuffling, the seeded random state, early stopping, the time budget, the restored
+    best weights, and the optimiser (Adam over every parameter of ``modules``, each
+    tensor's gradient clipped to ``config.clip_norm`` as ``pyro.optim``'s ``clip_args``
+    do), so a loss equal to the Pyro model's ELBO trains the same weights.
+    """
+    n_train, n_val = _check_inputs(modules, train, val, config)
+    params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"modules {sorted(modules)} have no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    def step(batch: dict, n_total: int, first: bool) -> float:
+        value = loss_fn(**batch, n_total=n_total)
+        value.backward()
+        if config.clip_norm is not None:
+            for p in params:
+                torch.nn.utils.clip_grad_norm_(p, config.clip_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        return value.item()
+
+    def evaluate(batch: dict, n_total: int) -> float:
+        return loss_fn(**batch, n_total=n_total).item()
+
+    return _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config, desc, "train")
+
+
+def _check_inputs(modules: dict, train: dict, val: dict | None, config: TrainConfig) -> tuple[int, int | None]:
+    """(training galaxies, validation galaxies or None) after checking the loop's arguments."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if not modules:
         raise ValueError("modules is empty: name the nn.Modules that the model/guide register with pyro.module")
     n_train = _check_data(train, "train")
-    n_val = None
-    if val is not None:
-        n_val = _check_data(val, "val")
-        if set(val) != set(train):
-            raise ValueError(f"train and val hold different tensors: {sorted(train)} vs {sorted(val)}")
+    if val is None:
+        return n_train, None
+    n_val = _check_data(val, "val")
+    if set(val) != set(train):
+        raise ValueError(f"train and val hold different tensors: {sorted(train)} vs {sorted(val)}")
+    return n_train, n_val
 
-    loss = Trace_ELBO() if loss is None else loss
-    clip = None if config.clip_norm is None else {"clip_norm": config.clip_norm}
-    optim = pyro.optim.Adam({"lr": config.lr}, clip_args=clip)
+
+def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: TrainConfig, desc: str, label: str):
+    """The epoch loop shared by both trainers; returns the ``TrainHistory``.
+
+    ``step(batch, n_total, first)`` takes one optimiser step and returns the minibatch's
+    loss (nats, scaled to ``n_total`` galaxies); ``evaluate(batch, n_total)`` returns it
+    without training. ``desc`` prefixes error messages and labels the progress bar
+    (``label`` when ``desc`` is empty). Runs in a forked torch random state seeded from ``config.seed``.
+    """
     history = TrainHistory()
     start = time.perf_counter()
     best_state, best_loss = _snapshot(modules), math.inf
@@ -224,20 +297,18 @@ def train_svi(
     def out_of_time() -> bool:
         return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
 
-    store = pyro.get_param_store()
     # Fork the RNG of every GPU the modules live on too, so the caller's streams stay untouched.
     gpus = sorted({p.device.index or 0 for m in modules.values() for p in m.parameters() if p.is_cuda})
-    with store.scope(), torch.random.fork_rng(devices=gpus):
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
-        svi = SVI(model, guide, optim, loss=loss)
-        bar = tqdm(range(config.max_epochs), desc=desc or "svi", disable=not config.progress, leave=False)
+        bar = tqdm(range(config.max_epochs), desc=desc or label, disable=not config.progress, leave=False)
         for epoch in bar:
             _set_mode(modules, True)
             total, seen = 0.0, 0
             timed_out = False
             for batch_index, (batch, size) in enumerate(_batches(train, n_train, config.batch_size, generator)):
-                value = svi.step(**batch, n_total=n_train)
+                value = step(batch, n_train, epoch == 0 and batch_index == 0)
                 if not math.isfinite(value):
                     _restore(modules, best_state)
                     _set_mode(modules, False)
@@ -246,8 +317,6 @@ def train_svi(
                         f"{batch_index}; try a smaller learning rate (lr={config.lr}) or check the inputs "
                         "for extreme values. The modules hold the best weights seen before."
                     )
-                if epoch == 0 and batch_index == 0:
-                    _check_registered(modules, store)
                 total += value / n_train * size
                 seen += size
                 if out_of_time():
@@ -260,7 +329,7 @@ def train_svi(
                 _set_mode(modules, False)
                 with torch.no_grad():
                     val_total = sum(
-                        svi.evaluate_loss(**batch, n_total=n_val) / n_val * size
+                        evaluate(batch, n_val) / n_val * size
                         for batch, size in _batches(val, n_val, config.batch_size, None)
                     )
                 history.val_loss.append(val_total / n_val)

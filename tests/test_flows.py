@@ -12,12 +12,16 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.optim import Adam
 
 from galppl.flows import (
+    FLOW_KINDS,
     ConditionalAffine1d,
+    ConditionalFlow,
     ConditionalRealNVP,
     ConditionalSpline1d,
+    DenseNet,
     build_flow,
+    coupling_permutations,
 )
-from galppl.flows.realnvp import coupling_permutations
+from galppl.flows.nets import LAST_LAYER_INIT_STD
 
 CONTEXT_DIM = 3
 # (kind, dim): every flow kind, and RealNVP at even and odd dims.
@@ -198,7 +202,7 @@ def test_spline_fits_a_skewed_conditional_better_than_affine():
     scores = {"truth": true_log_density(c_test, y_test).mean().item()}
     for cls in (ConditionalAffine1d, ConditionalSpline1d):
         generator = torch.Generator().manual_seed(0)
-        flow = cls(1, hidden_dims=(32,), seed=0)
+        flow = cls(1, 1, hidden_dims=(32,), seed=0)
         optimiser = torch.optim.Adam(flow.parameters(), lr=1e-2)
         for _ in range(200):
             c, y = draw(256, generator)
@@ -249,13 +253,13 @@ def test_every_parameter_gets_a_gradient_at_init(kind, dim):
 def test_realnvp_projects_the_context_once_per_galaxy():
     flow = perturbed_flow("realnvp", 4)
     seen = []
-    for coupling in flow.couplings:
-        coupling.context_proj.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape))
+    for coupling in flow.transforms:
+        coupling.net.context_layer.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape))
     c = contexts(6)
     d = flow(c)
     x = d.sample((100,))
     d.log_prob(x.clone())
-    assert seen == [torch.Size([6, CONTEXT_DIM])] * len(flow.couplings)
+    assert seen == [torch.Size([6, CONTEXT_DIM])] * len(flow.transforms)
     # Broadcasting the projection gives exactly what re-projecting per draw gives.
     per_draw = flow(c.expand(100, 6, CONTEXT_DIM)).log_prob(x.clone())
     torch.testing.assert_close(d.log_prob(x.clone()), per_draw, atol=1e-9, rtol=1e-12)
@@ -332,6 +336,38 @@ def test_build_flow_rejects_unknown_options_and_bad_settings():
     with pytest.raises(ValueError, match="hidden_dims"):
         build_flow("realnvp", 2, CONTEXT_DIM, hidden_dims=())
     with pytest.raises(ValueError, match="log_scale_clamp"):
-        ConditionalSpline1d(CONTEXT_DIM, log_scale_clamp=0.0)
+        ConditionalSpline1d(1, CONTEXT_DIM, log_scale_clamp=0.0)
     with pytest.raises(ValueError, match=r"context must have shape \(\*batch, 3\), got \(5, 4\)"):
         small_flow("realnvp", 2)(torch.zeros(5, 4))
+
+
+def test_every_kind_is_a_conditional_flow_built_from_dim_context_dim_and_options():
+    for kind, cls in FLOW_KINDS.items():
+        dim = 2 if kind == "realnvp" else 1
+        flow = build_flow(kind, dim, CONTEXT_DIM, hidden_dims=(8,), seed=3)
+        assert type(flow) is cls and isinstance(flow, ConditionalFlow)
+        assert (flow.dim, flow.context_dim) == (dim, CONTEXT_DIM)
+        same = cls(dim, CONTEXT_DIM, hidden_dims=(8,), seed=3)
+        assert all(torch.equal(a, b) for a, b in zip(flow.state_dict().values(), same.state_dict().values()))
+        # The conditional form, with an output transform appended, conditions to the same flow then that map.
+        shift = torch.distributions.AffineTransform(2.0, 3.0, event_dim=1)
+        c, x = contexts(4, dtype=torch.float32), wide_points((4,), dim, dtype=torch.float32)
+        shifted = flow.conditional(shift).condition(c)
+        torch.testing.assert_close(shifted.log_prob(2 + 3 * x), flow(c).log_prob(x) - dim * math.log(3.0))
+
+
+def test_dense_net_names_its_outputs_and_starts_near_zero():
+    net = DenseNet(3, (16, 8), {"shift": 2, "grid": (2, 5)}, input_dim=4, initial_bias={"grid": 0.5})
+    c, inputs = torch.randn(6, 3), torch.randn(7, 6, 4)
+    out = net(c, inputs)
+    assert list(out) == ["shift", "grid"]
+    assert out["shift"].shape == (7, 6, 2) and out["grid"].shape == (7, 6, 2, 5)
+    # The context projection computed once and broadcast equals the per-draw one.
+    per_draw = net(c.expand(7, 6, 3), inputs)
+    torch.testing.assert_close(net.from_projection(net.project_context(c), inputs)["grid"], per_draw["grid"])
+    assert net.layers[-1].weight.std() < 3 * LAST_LAYER_INIT_STD
+    assert torch.equal(net.layers[-1].bias, torch.tensor([0.0] * 2 + [0.5] * 10))
+    default = DenseNet(3, (16,), {"mean": 2}, last_layer_std=None)
+    assert default.layers[-1].weight.std() > 10 * LAST_LAYER_INIT_STD  # torch's default init
+    with pytest.raises(ValueError, match="initial_bias names 'scale'; the outputs are \\['shift'\\]"):
+        DenseNet(3, (4,), {"shift": 1}, initial_bias={"scale": 1.0})

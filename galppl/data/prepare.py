@@ -23,6 +23,7 @@ __all__ = [
     "Standardizer",
     "check_images",
     "image_quality",
+    "image_stack",
     "image_units",
     "photometry_features",
 ]
@@ -106,6 +107,24 @@ def image_quality(ds: xr.Dataset) -> xr.DataArray:
     usable = finite & ~has_flag(ds, "bad_image").values
     return xr.DataArray(usable, coords={"galaxy": ds["galaxy"]}, dims="galaxy", name="image_usable")
 
+
+def image_stack(data) -> tuple[np.ndarray, np.ndarray, str, xr.Dataset | None]:
+    """(images, usable mask, pixel units, catalog or None) from a catalog or an image array.
+
+    A catalog (Dataset with ``image``) may carry bad images: ``image_quality`` marks them
+    in the mask and only shape errors raise. An array or DataArray (galaxy, channel, y, x)
+    must be clean (``check_images`` raises on NaN/inf pixels) and is taken to be in
+    nanomaggies; its mask is all True.
+    """
+    if isinstance(data, xr.Dataset):
+        units = image_units(data)
+        images = data["image"].transpose("galaxy", "channel", "y", "x").values
+        check_images(images, finite=False)  # shape errors always; bad pixels are flagged, not fatal
+        return images, image_quality(data).values, units, data
+    if isinstance(data, xr.DataArray):
+        data = data.values
+    images = check_images(data)
+    return images, np.ones(images.shape[0], dtype=bool), "nanomaggy", None
 
 class ImageScaler:
     """Arcsinh stretch then per-channel standardisation of image stacks.
@@ -290,8 +309,11 @@ def photometry_features(ds: xr.Dataset) -> xr.DataArray:
 class Standardizer:
     """Per-feature standardisation ``(x - mean) / std`` with NaN-aware statistics.
 
-    Works on arrays (n, features) or DataArrays (galaxy, feature); NaN stays NaN. Fitting
-    a feature that is constant or entirely NaN raises ``ValueError`` naming it.
+    Works on arrays (n, features) or DataArrays (galaxy, feature); NaN stays NaN. The
+    statistics ignore non-finite values (missing measurements); ``std`` is the sample
+    standard deviation (ddof=1). Fitting a feature with fewer than two finite values or
+    zero variance raises ``ValueError`` naming it. galppl's chain model standardises its
+    features and targets with it.
     """
 
     def __init__(self):
@@ -311,19 +333,29 @@ class Standardizer:
             raise ValueError(f"expected a 2-d array (n, features), got shape {x.shape}")
         return x, None
 
-    def fit(self, x) -> Standardizer:
-        """Learn the mean and standard deviation of every feature, ignoring NaN."""
-        values, names = self._values(x)
+    def fit(self, x, names=None) -> Standardizer:
+        """Learn the mean and standard deviation of every feature, ignoring non-finite values.
+
+        ``names`` label the features in messages and :meth:`to_dict` (default: a
+        DataArray's feature coordinate, else the column indices).
+        """
+        values, coordinate = self._values(x)
         if values.shape[0] == 0:
             raise ValueError("cannot fit a Standardizer on 0 rows")
-        self.features = names or [str(i) for i in range(values.shape[1])]
+        names = names if names is not None else coordinate
+        self.features = [str(n) for n in names] if names is not None else [str(i) for i in range(values.shape[1])]
+        if len(self.features) != values.shape[1]:
+            raise ValueError(f"{len(self.features)} names {self.features} for {values.shape[1]} features")
+        finite = np.where(np.isfinite(values), values, np.nan)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: reported below
-            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns with < 2 finite values: reported below
+            mean, std = np.nanmean(finite, axis=0), np.nanstd(finite, axis=0, ddof=1)
         bad = ~(np.isfinite(std) & (std > 0))
         if bad.any():
             which = ", ".join(self.features[i] for i in np.flatnonzero(bad))
-            raise ValueError(f"feature(s) {which} have zero variance or no finite values; cannot standardise")
+            raise ValueError(
+                f"feature(s) {which} have zero variance or fewer than 2 finite values; cannot standardise"
+            )
         self.mean, self.std = mean, std
         return self
 

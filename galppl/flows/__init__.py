@@ -4,45 +4,59 @@ Usage reads ``flow(c).log_prob(x)`` and ``pyro.sample("x", flow(c), obs=x)``: th
 Pyro ``TransformedDistribution`` has ``batch_shape = c.shape[:-1]`` and
 ``event_shape = (dim,)``, so it sits directly under ``pyro.plate("galaxy", B)``.
 
-- :class:`ConditionalRealNVP`: affine couplings for dim >= 2 ("realnvp").
-- :class:`ConditionalAffine1d`: a conditional Normal for dim == 1 ("affine").
-- :class:`ConditionalSpline1d`: rational-quadratic spline then affine, dim == 1 ("spline").
+Every flow is a :class:`ConditionalFlow`: a standard-normal base and a list of Pyro
+``ConditionalTransformModule`` s, each built from :class:`DenseNet` (one MLP with named
+outputs). The kinds, all built as ``kind(dim, context_dim, **options)``:
+
+- ``"realnvp"``, :class:`ConditionalRealNVP`: :class:`RealNVPCoupling` s, dim >= 2.
+- ``"affine"``, :class:`ConditionalAffine1d`: one :class:`ConditionalLocScale`, a conditional
+  Normal, dim == 1.
+- ``"spline"``, :class:`ConditionalSpline1d`: one :class:`ConditionalSplineLocScale`, a
+  rational-quadratic spline then a location-scale map, dim == 1.
 """
 
 from __future__ import annotations
 
 import inspect
 
-from torch import nn
-
-from .realnvp import ConditionalAffineCoupling, ConditionalRealNVP, ConditionedAffineCoupling
+from .base import ConditionalFlow, StandardNormal
+from .nets import DenseNet
+from .realnvp import ConditionalRealNVP, RealNVPCoupling, RealNVPCouplingTransform, coupling_permutations
 from .univariate import (
     ConditionalAffine1d,
+    ConditionalLocScale,
     ConditionalSpline1d,
-    ConditionedRationalQuadraticSpline,
+    ConditionalSplineLocScale,
+    RationalQuadraticSplineTransform,
     rational_quadratic_spline,
 )
 
 __all__ = [
     "FLOW_KINDS",
     "ConditionalAffine1d",
-    "ConditionalAffineCoupling",
+    "ConditionalFlow",
+    "ConditionalLocScale",
     "ConditionalRealNVP",
     "ConditionalSpline1d",
-    "ConditionedAffineCoupling",
-    "ConditionedRationalQuadraticSpline",
+    "ConditionalSplineLocScale",
+    "DenseNet",
+    "RationalQuadraticSplineTransform",
+    "RealNVPCoupling",
+    "RealNVPCouplingTransform",
+    "StandardNormal",
     "build_flow",
+    "coupling_permutations",
     "rational_quadratic_spline",
 ]
 
-FLOW_KINDS: dict[str, type[nn.Module]] = {
+FLOW_KINDS: dict[str, type[ConditionalFlow]] = {
     "realnvp": ConditionalRealNVP,
     "affine": ConditionalAffine1d,
     "spline": ConditionalSpline1d,
 }
 
 
-def build_flow(kind: str, dim: int, context_dim: int, **options) -> nn.Module:
+def build_flow(kind: str, dim: int, context_dim: int, **options) -> ConditionalFlow:
     """Build a conditional flow p(x | context) of the given kind.
 
     Args:
@@ -55,16 +69,8 @@ def build_flow(kind: str, dim: int, context_dim: int, **options) -> nn.Module:
     if kind not in FLOW_KINDS:
         raise ValueError(f"unknown flow kind {kind!r}; choose one of {sorted(FLOW_KINDS)}")
     cls = FLOW_KINDS[kind]
-    if kind == "realnvp" and dim < 2:
-        raise ValueError(
-            f"flow kind 'realnvp' needs dim >= 2, got dim={dim}; use 'affine' or 'spline' for dim == 1"
-        )
-    if kind != "realnvp" and dim != 1:
-        raise ValueError(f"flow kind {kind!r} is one-dimensional and needs dim == 1, got dim={dim}; use 'realnvp'")
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("dim", "context_dim")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"flow kind {kind!r} does not take option(s) {unknown}; it takes {accepted}")
-    if kind == "realnvp":
-        return cls(dim, context_dim, **options)
-    return cls(context_dim, **options)
+    return cls(dim, context_dim, **options)

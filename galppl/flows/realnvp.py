@@ -9,45 +9,34 @@ draw, so 1000 draws for B galaxies cost one context projection per coupling, not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import pyro.distributions as dist
 import torch
 from pyro.distributions.conditional import ConditionalTransformModule
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Transform, constraints
 
-from ._nets import (
-    check_clamp,
-    check_context,
-    check_hidden_dims,
-    check_positive_int,
-    seeded,
-    soft_clamp,
-    trunk,
-)
-
+from .base import ConditionalFlow
+from .nets import DenseNet, check_clamp, check_hidden_dims, check_positive_int, seeded, soft_clamp
 
 # Soft bound on the kept coordinates a coupling network reads (the flow works in
 # standardised units, so +-8 is far in the tails).
 INPUT_BOUND = 8.0
 
 
-class ConditionedAffineCoupling(Transform):
+class RealNVPCouplingTransform(Transform):
     """One affine coupling with its context already projected (a plain torch Transform).
 
-    Built by :meth:`ConditionalAffineCoupling.condition`; maps vectors of the flow's
-    dimension (last axis) and broadcasts the context embedding over any leading draw axes.
+    Built by :meth:`RealNVPCoupling.condition`; maps vectors of the flow's dimension (last
+    axis) and broadcasts the projected context over any leading draw axes.
     """
 
     domain = constraints.independent(constraints.real, 1)
     codomain = constraints.independent(constraints.real, 1)
     bijective = True
 
-    def __init__(self, coupling: ConditionalAffineCoupling, context_embedding: Tensor):
+    def __init__(self, coupling: RealNVPCoupling, projected_context: Tensor):
         super().__init__(cache_size=1)
         self.coupling = coupling
-        self.context_embedding = context_embedding
+        self.projected_context = projected_context
         # (x, y, log_scale) of the last evaluation, so log_prob's inverse-then-logdet pair
         # and sample-then-score runs the MLP once per coupling instead of twice.
         self._cached_log_scale: tuple[Tensor, Tensor, Tensor] | None = None
@@ -57,9 +46,8 @@ class ConditionedAffineCoupling(Transform):
         # a draw far in the tail then gets a bounded shift and scale instead of an
         # extrapolated one, so no chain of couplings can amplify it without limit. Any
         # function of x1 keeps the coupling exactly invertible.
-        hidden = self.coupling.input_proj(soft_clamp(x1, INPUT_BOUND)) + self.context_embedding
-        shift, raw_log_scale = self.coupling.trunk(hidden).chunk(2, dim=-1)
-        return shift, soft_clamp(raw_log_scale, self.coupling.log_scale_clamp)
+        out = self.coupling.net.from_projection(self.projected_context, soft_clamp(x1, INPUT_BOUND))
+        return out["shift"], soft_clamp(out["log_scale"], self.coupling.log_scale_clamp)
 
     def _split(self, v: Tensor) -> tuple[Tensor, Tensor]:
         c = self.coupling
@@ -95,34 +83,39 @@ class ConditionedAffineCoupling(Transform):
         return log_scale.sum(dim=-1)
 
 
-class ConditionalAffineCoupling(ConditionalTransformModule):
+class RealNVPCoupling(ConditionalTransformModule):
     """Affine coupling whose shift and log-scale depend on the kept part and a context.
 
-    ``permutation`` orders the coordinates: the first ``dim // 2`` of it are kept (and
-    condition the MLP), the rest are transformed. Stored as a buffer, so a loaded
+    ``permutation`` orders the ``dim`` coordinates: the first ``dim // 2`` of it are kept
+    (and condition the MLP), the rest are transformed. Stored as a buffer, so a loaded
     state_dict restores the exact coordinate split whatever seed built the module.
+    Log-scales are soft-clamped into (-log_scale_clamp, log_scale_clamp).
     """
 
     def __init__(
         self,
-        permutation: Tensor,
+        dim: int,
         context_dim: int,
-        hidden_dims: Sequence[int],
-        log_scale_clamp: float,
+        *,
+        permutation: Tensor,
+        hidden_dims: tuple[int, ...] = (128, 128),
+        log_scale_clamp: float = 3.0,
     ):
         super().__init__()
-        dim = permutation.numel()
+        if permutation.shape != (dim,):
+            raise ValueError(f"permutation must order the {dim} coordinates, got shape {tuple(permutation.shape)}")
         self.split = dim // 2
-        self.log_scale_clamp = log_scale_clamp
+        self.log_scale_clamp = check_clamp("log_scale_clamp", log_scale_clamp)
         self.register_buffer("permutation", permutation.clone())
         self.register_buffer("inverse_permutation", torch.argsort(permutation))
-        self.context_proj = nn.Linear(context_dim, hidden_dims[0])
-        # No bias: the context projection already carries one.
-        self.input_proj = nn.Linear(self.split, hidden_dims[0], bias=False)
-        self.trunk = trunk(hidden_dims, 2 * (dim - self.split))
+        transformed = dim - self.split
+        self.net = DenseNet(
+            context_dim, hidden_dims, {"shift": transformed, "log_scale": transformed}, input_dim=self.split
+        )
 
-    def condition(self, context: Tensor) -> ConditionedAffineCoupling:
-        return ConditionedAffineCoupling(self, self.context_proj(context))
+    def condition(self, context: Tensor) -> RealNVPCouplingTransform:
+        """The coupling for a context (*batch, context_dim), projected once."""
+        return RealNVPCouplingTransform(self, self.net.project_context(context))
 
 
 def coupling_permutations(dim: int, num_couplings: int, seed: int) -> list[Tensor]:
@@ -142,14 +135,12 @@ def coupling_permutations(dim: int, num_couplings: int, seed: int) -> list[Tenso
     return orders
 
 
-class ConditionalRealNVP(nn.Module):
-    """Conditional RealNVP density p(x | context) over R^dim, dim >= 2.
+class ConditionalRealNVP(ConditionalFlow):
+    """Conditional RealNVP density p(x | context) over R^dim, dim >= 2 (flow kind "realnvp").
 
-    ``flow(context)`` returns a Pyro ``TransformedDistribution`` with
-    ``batch_shape = context.shape[:-1]`` and ``event_shape = (dim,)``; it scores
-    ``x`` of shape ``(*sample, *batch, dim)`` exactly (change of variables) and samples
-    ``(*sample_shape, *batch, dim)``, reparameterised. Units are those of ``x``
-    (typically standardised targets).
+    ``flow(context)`` scores ``x`` of shape ``(*sample, *batch, dim)`` exactly (change of
+    variables) and samples ``(*sample_shape, *batch, dim)``, reparameterised. Units are
+    those of ``x`` (typically standardised targets).
 
     Args:
         dim: dimension of x (>= 2).
@@ -170,25 +161,20 @@ class ConditionalRealNVP(nn.Module):
         log_scale_clamp: float = 3.0,
         seed: int = 0,
     ):
-        super().__init__()
-        self.dim = check_positive_int("dim", dim, minimum=2)
-        self.context_dim = check_positive_int("context_dim", context_dim)
+        if not (isinstance(dim, int) and dim >= 2):
+            raise ValueError(
+                f"flow kind 'realnvp' needs dim >= 2, got dim={dim}; use 'affine' or 'spline' for dim == 1"
+            )
+        super().__init__(dim, context_dim)
         self.num_couplings = check_positive_int("num_couplings", num_couplings)
         self.hidden_dims = check_hidden_dims(hidden_dims)
         self.log_scale_clamp = check_clamp("log_scale_clamp", log_scale_clamp)
         with seeded(seed):
-            self.couplings = nn.ModuleList(
-                ConditionalAffineCoupling(order, context_dim, self.hidden_dims, self.log_scale_clamp)
+            self.transforms.extend(
+                RealNVPCoupling(dim, context_dim, permutation=order, hidden_dims=self.hidden_dims,
+                                log_scale_clamp=self.log_scale_clamp)
                 for order in coupling_permutations(dim, num_couplings, seed)
             )
-
-    def forward(self, context: Tensor) -> dist.TransformedDistribution:
-        """The conditional distribution p(x | context); context shape (*batch, context_dim)."""
-        check_context(context, self.context_dim, type(self).__name__)
-        zero = context.new_zeros(())
-        base = dist.Normal(zero, zero + 1.0).expand(context.shape[:-1] + (self.dim,)).to_event(1)
-        transforms = [coupling.condition(context) for coupling in self.couplings]
-        return dist.TransformedDistribution(base, transforms)
 
     def extra_repr(self) -> str:
         return (

@@ -1,4 +1,5 @@
-"""One-dimensional conditional flows: affine (a conditional Normal) and spline-then-affine.
+"""One-dimensional conditional flows: a location-scale map (a conditional Normal) and a
+rational-quadratic spline followed by one.
 
 Both map a standard Normal ``eps`` to ``y`` with parameters that depend only on the
 context, so the context MLP runs once per galaxy and broadcasts over draws.
@@ -8,21 +9,14 @@ from __future__ import annotations
 
 import math
 
-import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.distributions import AffineTransform, Transform, constraints
+from pyro.distributions.conditional import ConditionalTransformModule
+from torch import Tensor
+from torch.distributions import AffineTransform, ComposeTransform, Transform, constraints
 
-from ._nets import (
-    check_clamp,
-    check_context,
-    check_hidden_dims,
-    check_positive_int,
-    seeded,
-    soft_clamp,
-    trunk,
-)
+from .base import ConditionalFlow
+from .nets import DenseNet, check_clamp, check_hidden_dims, check_positive_int, seeded, soft_clamp
 
 # Lower bounds on bin widths/heights (as fractions of the box) and knot derivatives keep
 # the spline strictly monotonic and its inverse well conditioned (Durkan et al. 2019).
@@ -30,48 +24,62 @@ MIN_BIN_FRACTION = 1e-3
 MIN_DERIVATIVE = 1e-3
 
 
-def _standard_normal(context: Tensor, event_dim: int) -> dist.TorchDistribution:
-    zero = context.new_zeros(())
-    return dist.Normal(zero, zero + 1.0).expand(context.shape[:-1] + (event_dim,)).to_event(1)
+def _loc_scale(params: dict[str, Tensor], log_scale_clamp: float) -> AffineTransform:
+    """``x -> loc + exp(soft-clamped log_scale) * x`` from a network's named outputs."""
+    scale = torch.exp(soft_clamp(params["log_scale"], log_scale_clamp))
+    return AffineTransform(params["loc"], scale, event_dim=1)
 
 
-def _context_mlp(context_dim: int, hidden_dims: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(context_dim, hidden_dims[0]), *trunk(hidden_dims, out_dim))
+class ConditionalLocScale(ConditionalTransformModule):
+    """``y = mu(c) + exp(s(c)) * x`` elementwise over ``dim`` coordinates, ``(mu, s)`` an MLP of c.
 
-
-class ConditionalAffine1d(nn.Module):
-    """p(y | context) for scalar y: ``y = mu(c) + exp(s(c)) * eps``, eps ~ N(0, 1).
-
-    ``flow(context)`` returns a Pyro ``TransformedDistribution`` with
-    ``batch_shape = context.shape[:-1]`` and ``event_shape = (1,)``. ``s`` is soft-clamped
-    into (-log_scale_clamp, log_scale_clamp). Untrained, the flow is close to N(0, 1).
+    ``s`` is soft-clamped into (-log_scale_clamp, log_scale_clamp); the MLP starts near
+    zero, so the untrained map is close to the identity.
     """
 
-    def __init__(
-        self,
-        context_dim: int,
-        hidden_dims: tuple[int, ...] = (128, 128),
-        log_scale_clamp: float = 5.0,
-        seed: int = 0,
-    ):
+    def __init__(self, dim: int, context_dim: int, *, hidden_dims: tuple[int, ...] = (128, 128),
+                 log_scale_clamp: float = 5.0):
         super().__init__()
-        self.dim = 1
-        self.context_dim = check_positive_int("context_dim", context_dim)
-        self.hidden_dims = check_hidden_dims(hidden_dims)
         self.log_scale_clamp = check_clamp("log_scale_clamp", log_scale_clamp)
-        with seeded(seed):
-            self.net = _context_mlp(context_dim, self.hidden_dims, 2)
+        self.net = DenseNet(context_dim, hidden_dims, {"loc": dim, "log_scale": dim})
 
-    def forward(self, context: Tensor) -> dist.TransformedDistribution:
-        """The conditional distribution p(y | context); context shape (*batch, context_dim)."""
-        check_context(context, self.context_dim, type(self).__name__)
-        loc, raw_log_scale = self.net(context).split(1, dim=-1)
-        scale = torch.exp(soft_clamp(raw_log_scale, self.log_scale_clamp))
-        affine = AffineTransform(loc, scale, event_dim=1)
-        return dist.TransformedDistribution(_standard_normal(context, 1), [affine])
+    def condition(self, context: Tensor) -> AffineTransform:
+        """The map for a context (*batch, context_dim)."""
+        return _loc_scale(self.net(context), self.log_scale_clamp)
 
-    def extra_repr(self) -> str:
-        return f"context_dim={self.context_dim}, hidden_dims={self.hidden_dims}"
+
+class ConditionalSplineLocScale(ConditionalTransformModule):
+    """``y = mu(c) + exp(s(c)) * g_c(x)`` elementwise: a monotonic rational-quadratic spline
+    ``g_c`` with ``count_bins`` bins on [-bound, bound] (identity outside; Durkan et al. 2019),
+    then the location-scale map of :class:`ConditionalLocScale`, all from one MLP of c.
+
+    Untrained, the spline is the identity (equal bins, unit knot derivatives).
+    """
+
+    def __init__(self, dim: int, context_dim: int, *, hidden_dims: tuple[int, ...] = (128, 128),
+                 count_bins: int = 8, bound: float = 4.0, log_scale_clamp: float = 5.0):
+        super().__init__()
+        self.count_bins = check_positive_int("count_bins", count_bins, minimum=2)
+        if MIN_BIN_FRACTION * count_bins >= 1:
+            raise ValueError(f"count_bins={count_bins} too large: bins narrower than {MIN_BIN_FRACTION}")
+        self.bound = check_clamp("bound", bound)
+        self.log_scale_clamp = check_clamp("log_scale_clamp", log_scale_clamp)
+        k = count_bins
+        self.net = DenseNet(
+            context_dim,
+            hidden_dims,
+            {"widths": (dim, k), "heights": (dim, k), "derivatives": (dim, k - 1), "loc": dim, "log_scale": dim},
+            # Interior knot derivatives start at 1, as the identity's: softplus(b) = 1 - MIN_DERIVATIVE.
+            initial_bias={"derivatives": math.log(math.expm1(1 - MIN_DERIVATIVE))},
+        )
+
+    def condition(self, context: Tensor) -> ComposeTransform:
+        """The spline then the location-scale map, for a context (*batch, context_dim)."""
+        params = self.net(context)
+        spline = RationalQuadraticSplineTransform(
+            params["widths"], params["heights"], params["derivatives"], self.bound
+        )
+        return ComposeTransform([spline, _loc_scale(params, self.log_scale_clamp)])
 
 
 def _knots(unnormalised: Tensor, bound: float) -> Tensor:
@@ -137,7 +145,7 @@ def rational_quadratic_spline(
     return outputs, torch.where(inside, log_derivative, torch.zeros_like(log_derivative))
 
 
-class ConditionedRationalQuadraticSpline(Transform):
+class RationalQuadraticSplineTransform(Transform):
     """Elementwise rational-quadratic spline with fixed (already conditioned) parameters.
 
     Parameters are unnormalised: widths and heights (*batch, dim, K), interior knot
@@ -178,54 +186,54 @@ class ConditionedRationalQuadraticSpline(Transform):
         return log_det.sum(dim=-1)
 
 
-class ConditionalSpline1d(nn.Module):
-    """p(y | context) for scalar y: ``y = mu(c) + exp(s(c)) * g_c(eps)``, eps ~ N(0, 1).
+class ConditionalAffine1d(ConditionalFlow):
+    """p(y | context) for scalar y: ``y = mu(c) + exp(s(c)) * eps``, eps ~ N(0, 1) (flow kind "affine").
+
+    ``s`` is soft-clamped into (-log_scale_clamp, log_scale_clamp). Untrained, the flow is
+    close to N(0, 1). ``seed`` seeds the initial weights.
+    """
+
+    def __init__(self, dim: int, context_dim: int, hidden_dims: tuple[int, ...] = (128, 128),
+                 log_scale_clamp: float = 5.0, seed: int = 0):
+        _check_one_dimensional("affine", dim)
+        super().__init__(dim, context_dim)
+        self.hidden_dims = check_hidden_dims(hidden_dims)
+        with seeded(seed):
+            self.transforms.append(ConditionalLocScale(dim, context_dim, hidden_dims=self.hidden_dims,
+                                                       log_scale_clamp=log_scale_clamp))
+
+    def extra_repr(self) -> str:
+        return f"context_dim={self.context_dim}, hidden_dims={self.hidden_dims}"
+
+
+class ConditionalSpline1d(ConditionalFlow):
+    """p(y | context) for scalar y: ``y = mu(c) + exp(s(c)) * g_c(eps)``, eps ~ N(0, 1) (flow kind "spline").
 
     ``g_c`` is a monotonic rational-quadratic spline with ``count_bins`` bins on
     [-bound, bound] (identity outside; Durkan et al. 2019), so the flow can be skewed or
-    multimodal while the affine part sets location and scale. Same distribution interface
-    as :class:`ConditionalAffine1d`; untrained, close to N(0, 1).
+    multimodal while the affine part sets location and scale. Untrained, close to N(0, 1).
+    ``seed`` seeds the initial weights.
     """
 
-    def __init__(
-        self,
-        context_dim: int,
-        hidden_dims: tuple[int, ...] = (128, 128),
-        count_bins: int = 8,
-        bound: float = 4.0,
-        log_scale_clamp: float = 5.0,
-        seed: int = 0,
-    ):
-        super().__init__()
-        self.dim = 1
-        self.context_dim = check_positive_int("context_dim", context_dim)
+    def __init__(self, dim: int, context_dim: int, hidden_dims: tuple[int, ...] = (128, 128),
+                 count_bins: int = 8, bound: float = 4.0, log_scale_clamp: float = 5.0, seed: int = 0):
+        _check_one_dimensional("spline", dim)
+        super().__init__(dim, context_dim)
         self.hidden_dims = check_hidden_dims(hidden_dims)
-        self.count_bins = check_positive_int("count_bins", count_bins, minimum=2)
-        if MIN_BIN_FRACTION * count_bins >= 1:
-            raise ValueError(f"count_bins={count_bins} too large: bins narrower than {MIN_BIN_FRACTION}")
-        self.bound = check_clamp("bound", bound)
-        self.log_scale_clamp = check_clamp("log_scale_clamp", log_scale_clamp)
         with seeded(seed):
-            self.net = _context_mlp(context_dim, self.hidden_dims, 3 * count_bins + 1)
-        # Start at the identity spline: equal bins and unit knot derivatives.
-        with torch.no_grad():
-            start = 2 * count_bins
-            self.net[-1].bias[start : start + count_bins - 1] = math.log(math.expm1(1 - MIN_DERIVATIVE))
-
-    def forward(self, context: Tensor) -> dist.TransformedDistribution:
-        """The conditional distribution p(y | context); context shape (*batch, context_dim)."""
-        check_context(context, self.context_dim, type(self).__name__)
-        k = self.count_bins
-        widths, heights, derivatives, loc, raw_log_scale = self.net(context).unsqueeze(-2).split(
-            [k, k, k - 1, 1, 1], dim=-1
-        )
-        spline = ConditionedRationalQuadraticSpline(widths, heights, derivatives, self.bound)
-        scale = torch.exp(soft_clamp(raw_log_scale, self.log_scale_clamp))
-        affine = AffineTransform(loc.squeeze(-2), scale.squeeze(-2), event_dim=1)
-        return dist.TransformedDistribution(_standard_normal(context, 1), [spline, affine])
+            self.transforms.append(ConditionalSplineLocScale(
+                dim, context_dim, hidden_dims=self.hidden_dims, count_bins=count_bins, bound=bound,
+                log_scale_clamp=log_scale_clamp,
+            ))
+        self.count_bins, self.bound = count_bins, bound
 
     def extra_repr(self) -> str:
         return (
             f"context_dim={self.context_dim}, hidden_dims={self.hidden_dims}, "
             f"count_bins={self.count_bins}, bound={self.bound}"
         )
+
+
+def _check_one_dimensional(kind: str, dim: int) -> None:
+    if dim != 1:
+        raise ValueError(f"flow kind {kind!r} is one-dimensional and needs dim == 1, got dim={dim}; use 'realnvp'")

@@ -12,6 +12,7 @@ from galppl.data.prepare import (
     Standardizer,
     check_images,
     image_quality,
+    image_stack,
     photometry_features,
 )
 from galppl.data.schema import BANDS, CatalogError, attrs_for, flag, new_catalog
@@ -69,6 +70,26 @@ def test_image_quality_flags_rather_than_raises():
     assert usable.values.tolist() == [True, False, True, False]
     with pytest.raises(CatalogError, match="no 'image'"):
         image_quality(new_catalog([1], source="test"))
+
+
+def test_image_stack_masks_a_catalog_and_checks_an_array():
+    images = noisy_images(4, 16)
+    images[1, 0, 0, 0] = np.nan
+    ds = new_catalog([10, 11, 12, 13], source="test")
+    ds["image"] = (("galaxy", "channel", "x", "y"), images.transpose(0, 1, 3, 2), attrs_for("image"))
+    stack, usable, units, catalog = image_stack(ds)
+    np.testing.assert_array_equal(stack, images)  # transposed to (galaxy, channel, y, x)
+    assert usable.tolist() == [True, False, True, True] and units == "nanomaggy" and catalog is ds
+    with pytest.raises(ImageError, match="indices 1"):
+        image_stack(images)
+    clean = images[[0, 2]]
+    for data in (clean, xr.DataArray(clean)):
+        stack, usable, units, catalog = image_stack(data)
+        np.testing.assert_array_equal(stack, clean)
+        assert usable.tolist() == [True, True] and units == "nanomaggy" and catalog is None
+    ds["image"].attrs["units"] = "counts"
+    with pytest.raises(CatalogError, match="units 'counts'"):
+        image_stack(ds)
 
 
 # -- ImageScaler ---------------------------------------------------------------------------
@@ -167,7 +188,7 @@ def test_standardizer_round_trip_with_nan():
     z = std.transform(feats)
     assert isinstance(z, xr.DataArray) and z.dims == feats.dims
     np.testing.assert_allclose(np.nanmean(z.values, axis=0), 0, atol=1e-12)
-    np.testing.assert_allclose(np.nanstd(z.values, axis=0), 1, atol=1e-12)
+    np.testing.assert_allclose(np.nanstd(z.values, axis=0, ddof=1), 1, atol=1e-12)
     assert np.isnan(z.isel(galaxy=2).sel(feature="g_r"))
     xr.testing.assert_allclose(std.inverse_transform(z), feats)
     back = Standardizer.from_dict(json.loads(json.dumps(std.to_dict())))
@@ -187,6 +208,18 @@ def test_standardizer_errors_name_the_feature():
         std.transform(np.zeros((1, 3)))
     with pytest.raises(RuntimeError, match="not fitted"):
         Standardizer().transform(np.zeros((1, 2)))
+
+
+def test_standardizer_ignores_non_finite_values_and_takes_names():
+    x = np.array([[1.0, 10.0], [np.inf, 20.0], [3.0, np.nan], [5.0, 30.0]])
+    std = Standardizer().fit(x, names=["mag_r", "flux"])
+    np.testing.assert_allclose(std.mean, [3.0, 20.0])
+    np.testing.assert_allclose(std.std, [2.0, 10.0])  # sample standard deviations (ddof=1)
+    assert std.features == ["mag_r", "flux"]
+    with pytest.raises(ValueError, match="feature\\(s\\) flux have zero variance or fewer than 2 finite values"):
+        Standardizer().fit(np.array([[1.0, 2.0], [3.0, np.nan]]), names=["mag_r", "flux"])
+    with pytest.raises(ValueError, match="3 names"):
+        Standardizer().fit(x, names=["a", "b", "c"])
 
 
 def test_scaler_chunking_does_not_change_results(monkeypatch):

@@ -229,6 +229,16 @@ def test_log_prob_includes_standardisation_jacobian():
     assert torch.allclose(lp10[finite], lp[finite] - math.log(10), atol=1e-4)
 
 
+def test_standardisation_errors_name_the_block_and_variable():
+    x, targets = toy_data(n=20)
+    targets["bh"][1:] = math.nan  # one measured M_BH: no spread to standardise by
+    with pytest.raises(ValueError, match="block 'bh': feature\\(s\\) log_mbh have zero variance or fewer than 2"):
+        small_chain().set_standardisation(x, targets)
+    x[:, 2] = 1.0
+    with pytest.raises(ValueError, match="features: feature\\(s\\) 2 have zero variance"):
+        small_chain().set_standardisation(x, targets)
+
+
 def test_signed_log1p_block_is_finite_for_negative_and_huge_values():
     block = Block("lines", ("a", "b"), "realnvp", transform="signed_log1p", flow_options={"num_couplings": 2})
     values = torch.tensor([[-50.0, 0.0], [-1.5, 1e6], [3.0, -0.5]])

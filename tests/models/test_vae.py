@@ -1,5 +1,6 @@
 """The image VAE: training, encoding, shapes, persistence and bad-input errors."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -199,6 +200,9 @@ def test_shapes(size):
         ({"lr": -1.0}, "VAEConfig.lr"),
         ({"batch_size": 0}, "VAEConfig.batch_size"),
         ({"device": "gpu"}, "device"),
+        ({"trainer": "jax"}, "VAEConfig.trainer must be one of"),
+        ({"precision": "float16"}, "VAEConfig.precision must be one of"),
+        ({"trainer": "pyro", "precision": "bfloat16"}, "'bfloat16' needs trainer='torch'"),
     ],
 )
 def test_bad_config_raises(kwargs, message):
@@ -223,3 +227,84 @@ def test_galppl_fit_vae_and_galppl_load_round_trip(tmp_path):
     np.testing.assert_array_equal(enc.latent_mean, again.latent_mean)
     np.testing.assert_array_equal(enc.latent_std, again.latent_std)
     assert loaded.scaler.to_dict() == fitted.scaler.to_dict()
+
+
+@pytest.mark.parametrize("likelihood_scale", [0.1, "learned"])
+def test_negative_elbo_equals_pyros_trace_elbo(likelihood_scale):
+    """The plain-torch loss is the Pyro model's Trace_ELBO: same value and gradients on the same draws."""
+    config = VAEConfig(image_size=SIZE, latent_dim=4, conv_channels=(8, 8, 16), hidden=32,
+                       likelihood_scale=likelihood_scale)
+    torch.manual_seed(0)
+    encoder, vae = Encoder(SIZE, 4, 3, (8, 8, 16), 32), VAEModel(config)
+    if vae.learned_scale:
+        with torch.no_grad():
+            vae.log_scale.copy_(torch.tensor([-1.0, -0.5, 0.3]))
+    images = torch.randn(6, 3, SIZE, SIZE)
+    params = [p for m in (encoder, vae) for p in m.parameters()]
+
+    def loss_and_grads(fn):
+        torch.manual_seed(1)  # the same draw of z for both
+        loss = fn()
+        return loss.item(), torch.autograd.grad(loss, params)
+
+    with pyro.get_param_store().scope():
+        elbo = pyro.infer.Trace_ELBO()
+        pyro_loss, pyro_grads = loss_and_grads(lambda: elbo.differentiable_loss(vae.model, encoder.guide, images, 40))
+    torch_loss, torch_grads = loss_and_grads(lambda: vae.negative_elbo(encoder, images, 40))
+    assert torch_loss == pytest.approx(pyro_loss, rel=1e-5)
+    for got, want in zip(torch_grads, pyro_grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    # The minibatch stands for n_total galaxies, as the galaxy plate scales it.
+    torch.manual_seed(1)
+    whole = vae.negative_elbo(encoder, images).item()
+    assert torch_loss == pytest.approx(whole * 40 / 6, rel=1e-6)
+    with pytest.raises(ValueError, match=r"n_total \(3\) cannot be smaller than the minibatch \(6"):
+        vae.negative_elbo(encoder, images, 3)
+
+
+def test_torch_trainer_learns_what_the_pyro_trainer_learns():
+    """Same seed, same data: the float32 torch path follows the Pyro SVI path step for step."""
+    ds = blob_catalog(240)
+    fits = {
+        trainer: fit_vae(ds, VAEConfig(**{**TINY.to_dict(), "trainer": trainer, "precision": "float32"}), progress=False)
+        for trainer in ("pyro", "torch")
+    }
+    pyro_fit, torch_fit = fits["pyro"], fits["torch"]
+    np.testing.assert_allclose(torch_fit.history.train_loss, pyro_fit.history.train_loss, rtol=1e-4)
+    np.testing.assert_allclose(torch_fit.history.val_loss, pyro_fit.history.val_loss, rtol=1e-4)
+    assert torch_fit.info["val_mse"] == pytest.approx(pyro_fit.info["val_mse"], rel=1e-3)
+    assert pyro_fit.info["trainer"] == "pyro" and torch_fit.info["precision"] == "float32"
+    # Channels-last training leaves the weights in the default layout (saved files unchanged).
+    assert all(p.is_contiguous() for m in (torch_fit.encoder, torch_fit.vae_model) for p in m.parameters())
+
+
+def test_bfloat16_training_keeps_the_loss_and_the_reconstructions():
+    config = VAEConfig(**{**TINY.to_dict(), "precision": "bfloat16"})
+    torch.manual_seed(0)
+    encoder, vae = Encoder(SIZE, 4, 3, (8, 8, 16), 32), VAEModel(dataclasses.replace(config, image_size=SIZE))
+    images = torch.randn(6, 3, SIZE, SIZE)
+    torch.manual_seed(1)
+    exact = vae.negative_elbo(encoder, images).item()
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = vae.negative_elbo(encoder, images)
+    assert low.dtype == torch.float32 and low.item() == pytest.approx(exact, rel=1e-2)
+    fitted = fit_vae(blob_catalog(240), config, progress=False)
+    assert fitted.info["precision"] == "bfloat16"
+    h = fitted.history
+    assert h.train_loss[-1] < 0.6 * h.train_loss[0] and fitted.info["val_mse"] < 0.6
+
+
+def test_a_vae_saved_by_galppl_0_2_0_still_loads(fitted, tmp_path):
+    """0.2.0 wrote no ``trainer``/``precision`` (and its info had no such keys): the defaults fill in."""
+    path = fitted.save(tmp_path / "old")
+    meta = json.loads((path / "config.json").read_text())
+    for key in ("trainer", "precision"):
+        del meta["config"][key]
+        del meta["info"][key]
+    meta["galppl_version"] = "0.2.0"
+    (path / "config.json").write_text(json.dumps(meta))
+    loaded = FittedVAE.load(path)
+    assert loaded.config == fitted.config
+    ds = blob_catalog(4, seed=11)
+    np.testing.assert_array_equal(loaded.encode(ds).latent_mean, fitted.encode(ds).latent_mean)
