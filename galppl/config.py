@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from galppl.features import INPUTS
 from galppl.models.props import OH_FLOWS
 from galppl.models.vae import VAEConfig
+from galppl.ood import OOD_QUANTILE
 from galppl.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -118,7 +119,9 @@ class ChainConfig:
     chain's 1-d M_BH and O/H blocks, ``"affine"`` (the paper's) or ``"spline"``; ``None`` is
     ``"affine"``. A custom chain sets each block's kind itself, so it takes no ``oh_flow``.
     calibrate: temperature-scale each block's residual on the validation galaxies after
-    training (:meth:`galppl.models.chain.ChainModel.calibrate`).
+    training (:meth:`galppl.models.chain.ChainModel.calibrate`). ood_quantile: the share of
+    validation galaxies the out-of-distribution flag leaves unflagged, in (0, 1)
+    (:class:`galppl.ood.InputDensity`).
     """
 
     inputs: str = "image+photometry"
@@ -127,6 +130,7 @@ class ChainConfig:
     num_couplings: int = 12
     oh_flow: str | None = None
     calibrate: bool = True
+    ood_quantile: float = OOD_QUANTILE
 
     def __post_init__(self):
         _choice("ChainConfig", "inputs", self.inputs, INPUTS)
@@ -136,6 +140,8 @@ class ChainConfig:
         if self.oh_flow is not None:
             _choice("ChainConfig", "oh_flow", self.oh_flow, OH_FLOWS)
         _choice("ChainConfig", "calibrate", self.calibrate, (True, False))
+        object.__setattr__(self, "ood_quantile",
+                           _share("ChainConfig", "ood_quantile", self.ood_quantile, zero_allowed=False))
 
     def model_options(self) -> dict:
         """Keyword arguments of :class:`~galppl.models.chain.ChainModel` these settings fix."""

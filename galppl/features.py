@@ -5,8 +5,9 @@ colours u-g, g-r, r-i, i-z, magnitudes]; the ``inputs`` variant chooses which pa
 (:data:`INPUT_PARTS`, the one place that says what a variant reads).
 
 - :class:`Featurizer`: the input variant, the frozen VAE (if the variant reads images), the
-  feature names and the ranges of the inputs the model was trained on. ``galppl.fit`` builds
-  it once; the fitted :class:`~galppl.posterior.GalaxyPosterior` keeps it. (Feature
+  feature names, the ranges of the inputs the model was trained on and their density
+  (:class:`~galppl.ood.InputDensity`, which scores and flags out-of-distribution galaxies).
+  ``galppl.fit`` builds it once; the fitted :class:`~galppl.posterior.GalaxyPosterior` keeps it. (Feature
   standardisation lives inside the chain, as buffers of the ``ChainModel``.)
 - :func:`catalog_tensors`: features and per-block targets of a catalog as torch tensors,
   with the ``usable`` mask, for training, prediction and scoring alike.
@@ -23,6 +24,7 @@ import torch
 import xarray as xr
 
 from galppl.data.prepare import photometry_features
+from galppl.ood import OOD_QUANTILE, InputDensity
 
 # What each input variant reads: "image" = the VAE encoding of the gri stamp,
 # "photometry" = colours and magnitudes.
@@ -84,10 +86,11 @@ class Featurizer:
     :class:`~galppl.models.vae.FittedVAE` the image variants read (``None`` for photometry).
     feature_names: the features, in the chain's order. input_ranges: (feature, quantile)
     quantiles :data:`RANGE_QUANTILES` of each feature over the training galaxies with
-    complete inputs, in the features' own units (magnitudes, colours, latents).
+    complete inputs, in the features' own units (magnitudes, colours, latents). ood: the
+    :class:`~galppl.ood.InputDensity` of the training galaxies' features, with its flag threshold.
     """
 
-    def __init__(self, inputs: str, vae, feature_names, input_ranges: xr.DataArray):
+    def __init__(self, inputs: str, vae, feature_names, input_ranges: xr.DataArray, ood: InputDensity):
         if uses_images(inputs) and vae is None:
             raise ValueError(f"inputs {inputs!r} need a fitted VAE")
         if not uses_images(inputs) and vae is not None:
@@ -98,12 +101,22 @@ class Featurizer:
         if input_ranges.dims != ("feature", "quantile") or list(input_ranges["feature"].values) != self.feature_names:
             raise ValueError(f"input_ranges must be (feature, quantile) over the features {self.feature_names}, "
                              f"got dims {input_ranges.dims}")
+        if ood.means.shape[1] != len(self.feature_names):
+            raise ValueError(f"the input density models {ood.means.shape[1]} features, the featurizer gives "
+                             f"{len(self.feature_names)}")
         self.input_ranges = input_ranges
+        self.ood = ood
 
     @classmethod
-    def from_training(cls, inputs: str, vae, features: xr.DataArray) -> Featurizer:
+    def from_training(cls, inputs: str, vae, features: xr.DataArray, validation: xr.DataArray, *,
+                      ood_quantile: float = OOD_QUANTILE, seed: int = 0) -> Featurizer:
         """The featurizer of a model trained on ``features`` (galaxy, feature) (from
-        :func:`build_features`): their names, and their ranges over the usable galaxies."""
+        :func:`build_features`): their names, their ranges over the usable galaxies, and
+        their density, whose out-of-distribution threshold leaves the share ``ood_quantile``
+        of the ``validation`` galaxies' features unflagged (``seed``: the mixture's fit)."""
+        if list(validation["feature"].values) != list(features["feature"].values):
+            raise ValueError(f"validation features {list(validation['feature'].values)} differ from the "
+                             f"training features {list(features['feature'].values)}")
         complete = features.values[usable(features)]
         if len(complete) < 2:
             raise ValueError(f"{len(complete)} training galaxies have complete inputs ({inputs!r}); need at least 2")
@@ -113,7 +126,8 @@ class Featurizer:
             coords={"feature": features["feature"].values, "quantile": list(RANGE_QUANTILES)},
             attrs={"description": "quantiles of each input feature over the training galaxies"},
         )
-        return cls(inputs, vae, features["feature"].values, ranges)
+        ood = InputDensity.fit(complete, validation.values, ood_quantile, seed=seed)
+        return cls(inputs, vae, features["feature"].values, ranges, ood)
 
     @property
     def reads_images(self) -> bool:
@@ -134,6 +148,24 @@ class Featurizer:
             raise ValueError(f"catalog gives features {names}, the model was fitted on {self.feature_names}")
         return features
 
+    def ood_scores(self, features: xr.DataArray) -> xr.Dataset:
+        """``ood_score`` (nats; NaN for incomplete inputs) and ``out_of_distribution`` (bool) per
+        galaxy of ``features`` (from :meth:`features`): see :class:`~galppl.ood.InputDensity`."""
+        scores = self.ood.score(features.values)
+        return xr.Dataset(
+            {
+                "ood_score": ("galaxy", scores, {
+                    "units": "nats",
+                    "description": "negative log density of the inputs under the training galaxies' input density",
+                    "threshold": self.ood.threshold}),
+                "out_of_distribution": ("galaxy", self.ood.flagged(scores), {
+                    "units": "",
+                    "description": f"ood_score above its threshold, the {self.ood.quantile:g} quantile of the "
+                                   "validation galaxies' scores: inputs unlike the training galaxies'"}),
+            },
+            coords={"galaxy": features["galaxy"].values},
+        )
+
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
         """JSON-able settings (the VAE is saved beside them, see :meth:`save`)."""
@@ -141,18 +173,22 @@ class Featurizer:
             "inputs": self.inputs,
             "feature_names": self.feature_names,
             "input_ranges": {"quantile": list(RANGE_QUANTILES), "values": self.input_ranges.values.tolist()},
+            "ood": self.ood.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict, vae=None) -> Featurizer:
         """Inverse of :meth:`to_dict`, with the VAE it was saved with."""
+        if "ood" not in data:
+            raise ValueError("this featurizer was saved without an input density (by a galppl before the "
+                             "out-of-distribution score): refit the model")
         ranges = xr.DataArray(
             np.asarray(data["input_ranges"]["values"], dtype=np.float64).reshape(len(data["feature_names"]), -1),
             dims=("feature", "quantile"),
             coords={"feature": data["feature_names"], "quantile": data["input_ranges"]["quantile"]},
             attrs={"description": "quantiles of each input feature over the training galaxies"},
         )
-        return cls(data["inputs"], vae, data["feature_names"], ranges)
+        return cls(data["inputs"], vae, data["feature_names"], ranges, InputDensity.from_dict(data["ood"]))
 
     def save(self, path) -> Path:
         """Write ``featurizer.json`` (and the VAE into ``vae/``) inside the folder ``path``."""

@@ -8,7 +8,7 @@ The pipeline of ``fit`` (settings: :class:`~galppl.config.FitConfig`):
    flows are fitted on disjoint galaxies;
 2. the VAE is fitted on its galaxies (or a given one reused) and frozen; the
    :class:`~galppl.features.Featurizer` (input variant, VAE, feature names, training input
-   ranges) is built once;
+   ranges, and their density, whose out-of-distribution threshold is set on ``val``) is built once;
 3. features = [latents, colours, magnitudes] (per ``inputs``); galaxies with incomplete
    inputs are left out of training and counted, never filled;
 4. the chain is trained by maximum likelihood (flow log-likelihood + MSE of the mean heads +
@@ -96,7 +96,9 @@ def fit(model="props", data: xr.Dataset | None = None, *, config: FitConfig | No
     elif vae is None:
         vae = fit_vae(data.sel(galaxy=split["vae"]), config.vae_training(), progress=progress)
     features = build_features(data, config.chain.inputs, vae)
-    featurizer = Featurizer.from_training(config.chain.inputs, vae, features.sel(galaxy=split["train"]))
+    featurizer = Featurizer.from_training(config.chain.inputs, vae, features.sel(galaxy=split["train"]),
+                                          features.sel(galaxy=split["val"]), ood_quantile=config.chain.ood_quantile,
+                                          seed=config.seed)
     tensors = catalog_tensors(features, data, blocks)
     train, val = (tensors.select(split[part]).usable_rows() for part in ("train", "val"))
 

@@ -10,7 +10,10 @@
   where missing), so diagnostics can compare with the truth;
 - ``constant_data``: the inputs (magnitudes, extinction, the ``quality`` bitmask) and
   ``usable``, False for galaxies whose inputs are incomplete: their draws are NaN, carried
-  rather than dropped.
+  rather than dropped; ``ood_score`` and ``out_of_distribution``, True for galaxies whose
+  inputs are unlike the training galaxies' (:mod:`galppl.ood`): they get draws, but those
+  are extrapolations; the ``quality`` bit ``out_of_distribution`` is set for them and
+  ``predict`` warns with their count.
 
 ``GalaxyPosterior.log_prob(catalog)`` gives each galaxy's log density of its catalog values
 per block, in the catalog's units.
@@ -19,6 +22,7 @@ per block, in the catalog's units.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import arviz as az
@@ -28,10 +32,11 @@ import xarray as xr
 
 import galppl
 from galppl.config import FitConfig
-from galppl.data.schema import KNOWN, validate
+from galppl.data.schema import KNOWN, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
 from galppl.models.chain import Block, ChainModel
 from galppl.models.derived import add_derived
+from galppl.ood import OutOfDistributionWarning
 
 CONSTANT_VARIABLES = ("mag", "mag_err", "extinction", "quality")
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
@@ -125,9 +130,12 @@ class GalaxyPosterior:
 
     def predict(self, data: xr.Dataset, num_samples: int = 1000, *, max_batch_size: int = 256,
                 seed: int = 0) -> az.InferenceData:
-        """Posterior draws for every galaxy of ``data`` as an ``arviz.InferenceData``."""
+        """Posterior draws for every galaxy of ``data`` as an ``arviz.InferenceData`` (see the
+        module docstring). Warns (:class:`~galppl.ood.OutOfDistributionWarning`) when some
+        galaxies are out of distribution."""
         validate(data)
-        tensors = catalog_tensors(self.features(data), data)
+        features = self.features(data)
+        tensors = catalog_tensors(features, data)
         draws = self._draw(tensors, num_samples, max_batch_size, seed)
         galaxy = data["galaxy"].values
         coords = {"chain": [0], "draw": np.arange(num_samples), "galaxy": galaxy}
@@ -144,6 +152,17 @@ class GalaxyPosterior:
             if name in data:
                 constant[name] = data[name].copy()
         constant["usable"] = ("galaxy", tensors.usable, {"units": "", "description": "inputs complete; draws are NaN where False"})
+        constant.update(self.featurizer.ood_scores(features))
+        outside = constant["out_of_distribution"].values
+        flag(constant, "out_of_distribution", outside)
+        constant["quality"].attrs.update(quality_attrs())  # a catalog saved before this bit existed lacks its meaning
+        if outside.any():
+            shown = ", ".join(str(g) for g in galaxy[outside][:5]) + (", ..." if outside.sum() > 5 else "")
+            warnings.warn(
+                f"{int(outside.sum())} of {len(galaxy)} galaxies have inputs unlike the training galaxies' "
+                f"(galaxy ids {shown}): their posteriors are extrapolations. See "
+                "idata.constant_data['out_of_distribution'] and 'ood_score' (the quality bit "
+                "'out_of_distribution' is set for them).", OutOfDistributionWarning, stacklevel=2)
         attrs = {
             "galppl_version": galppl.__version__,
             "model": self.model,

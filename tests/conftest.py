@@ -1,7 +1,9 @@
-"""Settings shared by the whole test suite."""
+"""Settings and fixtures shared by the whole test suite."""
 
 import pytest
 import torch
+
+from galppl.data.paths import sdss_data_dir
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -11,3 +13,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def sdss_dir():
+    """``../shared/data/sdss`` (or $GALPPL_SDSS_DATA): the real SDSS extracts; skips the test where it is absent."""
+    folder = sdss_data_dir()
+    if folder is None:
+        pytest.skip("../shared/data/sdss is absent (a fresh clone has no shared data; set GALPPL_SDSS_DATA)")
+    return folder

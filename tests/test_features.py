@@ -27,8 +27,8 @@ def vae(catalog):
 @pytest.mark.parametrize("inputs", INPUTS)
 def test_each_input_variant_reads_its_parts(catalog, vae, inputs):
     reads_images = inputs != "photometry"
-    featurizer = Featurizer.from_training(inputs, vae if reads_images else None,
-                                          build_features(catalog, inputs, vae if reads_images else None))
+    features = build_features(catalog, inputs, vae if reads_images else None)
+    featurizer = Featurizer.from_training(inputs, vae if reads_images else None, features, features)
     latents = [f"latent_mean_{i}" for i in range(3)] + [f"latent_log_std_{i}" for i in range(3)]
     expected = {"image+photometry": latents + PHOTOMETRY, "photometry": PHOTOMETRY, "image": latents}[inputs]
     assert featurizer.feature_names == expected and featurizer.reads_images == reads_images
@@ -40,7 +40,7 @@ def test_each_input_variant_reads_its_parts(catalog, vae, inputs):
 def test_input_ranges_are_quantiles_of_the_complete_training_rows(catalog):
     features = build_features(catalog, "photometry")
     features.values[3, 0] = np.nan  # an incomplete galaxy does not enter the ranges
-    featurizer = Featurizer.from_training("photometry", None, features)
+    featurizer = Featurizer.from_training("photometry", None, features, features)
     ranges = featurizer.input_ranges
     assert ranges.dims == ("feature", "quantile") and ranges["quantile"].values.tolist() == list(RANGE_QUANTILES)
     complete = np.delete(features.values, 3, axis=0)
@@ -51,7 +51,8 @@ def test_input_ranges_are_quantiles_of_the_complete_training_rows(catalog):
 
 def test_save_load_round_trip_with_and_without_vae(tmp_path, catalog, vae):
     for inputs, model in (("photometry", None), ("image+photometry", vae)):
-        featurizer = Featurizer.from_training(inputs, model, build_features(catalog, inputs, model))
+        features = build_features(catalog, inputs, model)
+        featurizer = Featurizer.from_training(inputs, model, features, features)
         loaded = Featurizer.load(featurizer.save(tmp_path / inputs))
         assert loaded.inputs == inputs and loaded.feature_names == featurizer.feature_names
         xr.testing.assert_identical(loaded.input_ranges, featurizer.input_ranges)
@@ -62,20 +63,20 @@ def test_save_load_round_trip_with_and_without_vae(tmp_path, catalog, vae):
 def test_featurizer_errors(catalog, vae):
     features = build_features(catalog, "photometry")
     with pytest.raises(ValueError, match="inputs 'image' need a fitted VAE"):
-        Featurizer.from_training("image", None, features)
+        Featurizer.from_training("image", None, features, features)
     with pytest.raises(ValueError, match="inputs 'photometry' read no images: give vae=None"):
-        Featurizer.from_training("photometry", vae, features)
+        Featurizer.from_training("photometry", vae, features, features)
     with pytest.raises(ValueError, match="inputs must be one of"):
         build_features(catalog, "spectra")
     with pytest.raises(ValueError, match="0 training galaxies have complete inputs"):
-        Featurizer.from_training("photometry", None, features * np.nan)
-    ranges = Featurizer.from_training("photometry", None, features).input_ranges
-    reordered = ranges.isel(feature=slice(None, None, -1))
-    featurizer = Featurizer("photometry", None, reordered["feature"].values, reordered)
+        Featurizer.from_training("photometry", None, features * np.nan, features)
+    fitted = Featurizer.from_training("photometry", None, features, features)
+    reordered = fitted.input_ranges.isel(feature=slice(None, None, -1))
+    featurizer = Featurizer("photometry", None, reordered["feature"].values, reordered, fitted.ood)
     with pytest.raises(ValueError, match="the model was fitted on"):
         featurizer.features(catalog)
     with pytest.raises(ValueError, match=r"input_ranges must be \(feature, quantile\)"):
-        Featurizer("photometry", None, PHOTOMETRY, reordered)
+        Featurizer("photometry", None, PHOTOMETRY, reordered, fitted.ood)
     with pytest.raises(FileNotFoundError, match="holds no saved featurizer"):
         Featurizer.load(".")
 

@@ -82,6 +82,7 @@ QUALITY_BITS: dict[str, int] = {
     "negative_redshift": 8,  # z < 0 in the source catalog
     "spurious_sigma": 16,  # velocity dispersion outside the reliable range, set missing
     "missing_target": 32,  # a source sentinel in a target column, set missing
+    "out_of_distribution": 64,  # inputs unlike the training galaxies' (set by GalaxyPosterior.predict)
 }
 QUALITY = Variable(("galaxy",), "", "bitmask of input problems (see flag_meanings)")
 

@@ -146,6 +146,15 @@ def report(
                 f"{n_bad} galaxies have unusable inputs (NaN draws) and are counted as missing "
                 "in every table below."
             )
+    if cd is not None and "out_of_distribution" in cd:
+        outside = cd["galaxy"].values[cd["out_of_distribution"].values.astype(bool)]
+        if len(outside):
+            more = f" and {len(outside) - 20} more" if len(outside) > 20 else ""
+            w.add(
+                f"{len(outside)} galaxies are out of distribution (inputs unlike the training galaxies', "
+                f"constant_data['out_of_distribution']): {', '.join(map(str, outside[:20]))}{more}. Their "
+                "posteriors are extrapolations; every table below includes them."
+            )
     w.add()
 
     def _accuracy():
