@@ -1,6 +1,14 @@
-"""Command line: ``galppl run`` (the main job), ``galppl simulate``, ``galppl predict``.
+"""Command line: ``galppl fit``, ``predict``, ``diagnose``, ``simulate`` and ``run`` (the main job).
 
-``galppl run`` simulates the embedded mock sky, fits the VAE and the chosen chain model on a
+``galppl fit CATALOG [--cutouts DIR] [--config fit.toml] --out MODEL`` fits a model on your
+own catalog (a galppl catalog, or an SDSS-style table: CSV, FITS, parquet; FITS cutouts named
+by galaxy id join it for image inputs). ``galppl predict MODEL CATALOG OUT`` writes per-galaxy
+posterior summaries of a catalog of any size to a zarr store (OUT ending in ``.zarr``,
+through :func:`galppl.scale.predict_catalog`; a killed run resumes when called again) or
+the draws as an InferenceData netCDF (OUT ending in ``.nc``, for catalogs that fit in
+memory). ``galppl diagnose POSTERIOR`` prints the accuracy, coverage and detectability of an
+InferenceData netCDF whose catalog had true values, and writes figures and the report.
+``galppl simulate N OUT`` writes a mock catalog. ``galppl run`` simulates the embedded mock sky, fits the VAE and the chosen chain model on a
 CPU within a time budget, predicts the held-out test galaxies, prints R^2, the accuracy of
 each detectability gate and 68%/95% coverage, and writes the InferenceData, the fitted
 model, figures and the diagnostics report to an output folder. ``--config fit.toml`` reads
@@ -8,8 +16,10 @@ a :class:`~galppl.config.FitConfig` as TOML (a top-level ``seed`` and the tables
 ``[chain]``, ``[train]``, ``[vae]``, as ``FitConfig.to_toml`` writes them); ``--n-galaxies``,
 ``--image-size``, ``--inputs``, ``--seed`` and ``--minutes`` override it.
 
-Every command checks all its arguments before any work starts; a bad one ends the command
-at once with a one-line message and exit status 2.
+Every command checks all its arguments and files before any work starts; a bad one ends the
+command at once with a one-line message and exit status 2. A failure during the work (e.g. an
+unreadable row deep in a catalog) is one line and exit status 1; an interrupted predict exits
+with 130 and resumes when run again.
 """
 
 from __future__ import annotations
@@ -54,38 +64,85 @@ def _positive_minutes(text: str) -> float:
     return value
 
 
-def run_config(args):
-    """The :class:`~galppl.config.FitConfig` of ``galppl run``: the ``--config`` file (or the
-    defaults), then the flags given on the command line."""
+def _read_config(args):
+    """The ``--config`` TOML file as a :class:`~galppl.config.FitConfig` (the defaults without one)."""
     from galppl.config import FitConfig
 
     if args.config is None:
-        config = FitConfig()
-    else:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {str(path)!r}: no such file")
-        try:
-            config = FitConfig.from_toml(path.read_text())
-        except ValueError as err:  # TOML syntax, unknown keys, bad values
-            raise ValueError(f"--config {str(path)!r}: {err}") from None
-    flags = {"n_galaxies": args.n_galaxies, "image_size": args.image_size, "inputs": args.inputs, "seed": args.seed}
+        return FitConfig()
+    path = Path(args.config)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {str(path)!r}: no such file")
+    try:
+        return FitConfig.from_toml(path.read_text())
+    except ValueError as err:  # TOML syntax, unknown keys, bad values
+        raise ValueError(f"--config {str(path)!r}: {err}") from None
+
+
+def _with_flags(config, args, minutes):
+    """``config`` with the command line's flags applied; ``minutes`` (or None) splits into the two trainings' budgets."""
+    flags = {"n_galaxies": getattr(args, "n_galaxies", None), "image_size": getattr(args, "image_size", None),
+             "inputs": args.inputs, "seed": args.seed}
     options = {name: value for name, value in flags.items() if value is not None}
-    minutes = DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
     if minutes is not None:
         options.update(max_seconds=CHAIN_SHARE * 60 * minutes, vae_max_seconds=VAE_SHARE * 60 * minutes)
     return config.with_options(**options)
 
 
-def _run(args, config) -> int:
+def run_config(args):
+    """The :class:`~galppl.config.FitConfig` of ``galppl run``: the ``--config`` file (or the
+    defaults and a :data:`DEFAULT_MINUTES` budget), then the flags given on the command line."""
+    minutes = DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
+    return _with_flags(_read_config(args), args, minutes)
+
+
+def _evaluate(idata, out: Path, title: str) -> dict:
+    """Print R^2, RMSE and coverage of each parameter with true values and the accuracy of each
+    gate; write pred_vs_true.png, corner_one_galaxy.png and the report into ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import arviz as az
     import numpy as np
 
-    import galppl
     from galppl import diagnostics
+
+    posterior = idata.posterior
+    gates = [name for name in posterior.data_vars if f"p_{name}" in posterior]
+    params = [name for name in idata.observed_data.data_vars if name in posterior and name not in gates]
+    if not params:
+        raise ValueError("the posterior's catalog has no true values of its variables: nothing to diagnose")
+    acc = diagnostics.accuracy(idata, var_names=params)
+    cov = diagnostics.coverage(idata, var_names=params, levels=[0.68, 0.95])
+    summary: dict = {"parameters": {}}
+    print(f"{'parameter':<12}{'R^2':>8}{'RMSE':>9}{'cov68':>8}{'cov95':>8}")
+    for name in params:
+        row = {
+            "r2": float(acc["r2"].sel(parameter=name)),
+            "rmse": float(acc["rmse"].sel(parameter=name)),
+            "coverage68": float(cov["coverage"].sel(parameter=name, level=0.68)),
+            "coverage95": float(cov["coverage"].sel(parameter=name, level=0.95)),
+        }
+        summary["parameters"][name] = row
+        print(f"{name:<12}{row['r2']:>8.3f}{row['rmse']:>9.3f}{row['coverage68']:>8.3f}{row['coverage95']:>8.3f}")
+    for gate in gates:
+        det = diagnostics.detection(idata, var=gate, prob=f"p_{gate}")
+        summary.setdefault("detectability", {})[gate] = {"accuracy": float(det["accuracy"]),
+                                                         "roc_auc": float(det["roc_auc"])}
+        print(f"{gate}: accuracy {float(det['accuracy']):.3f}, ROC AUC {float(det['roc_auc']):.3f}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig = diagnostics.plot_pred_vs_true(idata, var_names=params)
+    fig.savefig(out / "pred_vs_true.png", dpi=110, bbox_inches="tight")
+    galaxy = posterior["galaxy"].values[int(np.argmax(np.isfinite(idata.observed_data[params[-1]].values)))]
+    axes = az.plot_pair(idata, var_names=params, coords={"galaxy": [galaxy]}, kind="kde", marginals=True)
+    np.ravel(axes)[0].figure.savefig(out / "corner_one_galaxy.png", dpi=90, bbox_inches="tight")
+    summary["report"] = str(diagnostics.report(idata, out / "report", title=title).relative_to(out))
+    return summary
+
+
+def _run(args, config) -> int:
+    import galppl
     from galppl.features import uses_images
     from galppl.fit import default_catalog
 
@@ -105,40 +162,46 @@ def _run(args, config) -> int:
     idata = posterior.predict(test, num_samples=args.num_samples)
     idata.to_netcdf(str(out / "posterior.nc"))
 
-    gates = [block for block in posterior.chain.blocks if block.kind == "bernoulli"]
-    gated = {v for block in gates for v in block.variables}
-    params = [v for v in posterior.variables if v not in gated]
-    acc = diagnostics.accuracy(idata, var_names=params)
-    cov = diagnostics.coverage(idata, var_names=params, levels=[0.68, 0.95])
-    summary = {"model": args.model, "inputs": config.chain.inputs, "n_test": int(test.sizes["galaxy"]),
-               "fit_seconds": round(posterior.history["fit_seconds"], 1), "parameters": {}}
     print(f"\nHeld-out test set: {test.sizes['galaxy']} galaxies, {args.num_samples} draws each")
-    print(f"{'parameter':<12}{'R^2':>8}{'RMSE':>9}{'cov68':>8}{'cov95':>8}")
-    for name in params:
-        row = {
-            "r2": float(acc["r2"].sel(parameter=name)),
-            "rmse": float(acc["rmse"].sel(parameter=name)),
-            "coverage68": float(cov["coverage"].sel(parameter=name, level=0.68)),
-            "coverage95": float(cov["coverage"].sel(parameter=name, level=0.95)),
-        }
-        summary["parameters"][name] = row
-        print(f"{name:<12}{row['r2']:>8.3f}{row['rmse']:>9.3f}{row['coverage68']:>8.3f}{row['coverage95']:>8.3f}")
-    for gate in gates:
-        det = diagnostics.detection(idata, var=gate.variables[0], prob=f"p_{gate.name}")
-        summary.setdefault("detectability", {})[gate.name] = {"accuracy": float(det["accuracy"]),
-                                                              "roc_auc": float(det["roc_auc"])}
-        print(f"{gate.name}: accuracy {float(det['accuracy']):.3f}, ROC AUC {float(det['roc_auc']):.3f}")
-
-    fig = diagnostics.plot_pred_vs_true(idata, var_names=params)
-    fig.savefig(out / "pred_vs_true.png", dpi=110, bbox_inches="tight")
-    galaxy = idata.posterior["galaxy"].values[int(np.argmax(np.isfinite(idata.observed_data[params[-1]].values)))]
-    axes = az.plot_pair(idata, var_names=params, coords={"galaxy": [galaxy]}, kind="kde", marginals=True)
-    np.ravel(axes)[0].figure.savefig(out / "corner_one_galaxy.png", dpi=90, bbox_inches="tight")
-    report = diagnostics.report(idata, out / "report", title=f"galppl {args.model}: held-out mock test set")
+    summary = {"model": args.model, "inputs": config.chain.inputs, "n_test": int(test.sizes["galaxy"]),
+               "fit_seconds": round(posterior.history["fit_seconds"], 1),
+               **_evaluate(idata, out, f"galppl {args.model}: held-out mock test set")}
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nWrote {out}/: posterior.nc, model/, pred_vs_true.png, corner_one_galaxy.png, {report.relative_to(out)}, "
+    print(f"\nWrote {out}/: posterior.nc, model/, pred_vs_true.png, corner_one_galaxy.png, {summary['report']}, "
           f"summary.json ({summary['total_seconds']:.0f} s in all)")
+    return 0
+
+
+def _check_fit(args):
+    from galppl.data.io import GALPPL_FORMATS, catalog_format
+    from galppl.features import uses_images
+
+    _existing(args.catalog, "catalog")
+    fmt = catalog_format(args.catalog)
+    if args.cutouts is not None and not Path(args.cutouts).is_dir():
+        raise FileNotFoundError(f"--cutouts {args.cutouts!r}: no such folder")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {args.out!r} exists and is not empty: choose a new folder for the model")
+    config = _with_flags(_read_config(args), args, args.minutes)
+    if uses_images(config.chain.inputs) and args.cutouts is None and fmt not in GALPPL_FORMATS:
+        raise ValueError(f"inputs {config.chain.inputs!r} read images, and a {fmt} table has none: give "
+                         "--cutouts DIR (FITS cutouts named by galaxy id) or --inputs photometry")
+    return config
+
+
+def _fit(args, config) -> int:
+    import galppl
+    from galppl.data.io import read_catalog
+
+    catalog = read_catalog(args.catalog, cutouts=args.cutouts)
+    print(f"read {catalog.sizes['galaxy']} galaxies from {args.catalog}", flush=True)
+    posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet)
+    path = posterior.save(args.out)
+    history = posterior.history
+    print(f"wrote {path}/ ({posterior.model}, inputs {posterior.inputs}; trained on {history['n_train']} galaxies "
+          f"in {history['fit_seconds']:.0f} s; excluded for incomplete inputs: {history['excluded_incomplete_inputs']})")
     return 0
 
 
@@ -151,33 +214,76 @@ def _simulate(args, _) -> int:
 
 
 def _predict(args, posterior) -> int:
-    from galppl.data import load_catalog
+    from galppl.data.io import read_catalog
+    from galppl.scale import predict_catalog
 
-    idata = posterior.predict(load_catalog(args.catalog), num_samples=args.num_samples)
+    if Path(args.out).suffix == ".zarr":
+        result = predict_catalog(posterior, args.catalog, args.out, args.num_samples, keep_draws=args.keep_draws,
+                                 chunk_size=args.chunk_size, seed=args.seed, progress=not args.quiet)
+        print(f"wrote {args.out} (summaries of {result.sizes['galaxy']} galaxies)")
+        return 0
+    idata = posterior.predict(read_catalog(args.catalog), num_samples=args.num_samples, seed=args.seed)
     idata.to_netcdf(args.out)
     print(f"wrote {args.out}")
     return 0
 
 
-def _check_simulate(args):
-    if args.image_size % 8:
-        raise ValueError(f"--image-size must be 0 (no images) or a multiple of 8 (e.g. 64), got {args.image_size}")
-    _check_catalog_path(args.out, "out")
-
-
 def _check_predict(args):
     import galppl
+    from galppl.data.io import ROW_FORMATS, catalog_format
+    from galppl.scale import DEFAULT_CHUNK_SIZE
 
     if not Path(args.catalog).exists():
         raise FileNotFoundError(f"catalog {args.catalog!r}: no such file or folder")
-    _check_catalog_path(args.catalog, "catalog")
+    fmt = catalog_format(args.catalog)
+    suffix = Path(args.out).suffix
+    if suffix not in (".zarr", ".nc"):
+        raise ValueError(f"out {args.out!r} must end in .zarr (per-galaxy summaries, any catalog size) or .nc "
+                         "(an InferenceData of the draws)")
+    if suffix == ".zarr" and fmt not in ROW_FORMATS:
+        raise ValueError(f"catalog {args.catalog!r}: a {fmt} file is read whole; for a .zarr OUT give one of "
+                         f"{ROW_FORMATS} (or write a .nc OUT)")
+    if suffix == ".nc" and (args.keep_draws or args.chunk_size is not None):
+        raise ValueError("--keep-draws and --chunk-size are for a .zarr OUT (an .nc OUT holds every draw)")
+    args.chunk_size = args.chunk_size or DEFAULT_CHUNK_SIZE
+    _existing(args.model_dir, "model")
     return galppl.load(args.model_dir)
 
 
-def _check_catalog_path(path: str, name: str) -> None:
-    # The formats galppl.data.save_catalog / load_catalog read from a path's suffix.
-    if Path(path).suffix not in (".nc", ".h5", ".netcdf", ".zarr"):
-        raise ValueError(f"{name} {path!r} must end in .nc (netCDF) or .zarr")
+def _diagnose(args, idata) -> int:
+    posterior = Path(args.posterior)
+    out = Path(args.out) if args.out else posterior.with_name(f"{posterior.stem}_diagnostics")
+    summary = _evaluate(idata, out, f"galppl: {Path(args.posterior).name}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}/: pred_vs_true.png, corner_one_galaxy.png, {summary['report']}, summary.json")
+    return 0
+
+
+def _check_diagnose(args):
+    import arviz as az
+
+    _existing(args.posterior, "posterior")
+    try:
+        idata = az.from_netcdf(args.posterior)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"posterior {args.posterior!r} is not an InferenceData netCDF file: {err}") from None
+    for group in ("posterior", "observed_data"):
+        if group not in idata.groups():
+            raise ValueError(f"posterior {args.posterior!r} has no {group} group: give a file written by "
+                             "galppl run or galppl predict (.nc OUT)")
+    return idata
+
+
+def _check_simulate(args):
+    if args.image_size % 8:
+        raise ValueError(f"--image-size must be 0 (no images) or a multiple of 8 (e.g. 64), got {args.image_size}")
+    if Path(args.out).suffix not in (".nc", ".zarr"):
+        raise ValueError(f"out {args.out!r} must end in .nc (netCDF) or .zarr")
+
+
+def _existing(path: str, name: str) -> None:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{name} {path!r}: no such file or folder")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -208,19 +314,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(check=run_config, func=_run)
 
+    fit = sub.add_parser("fit", help="fit a model on your catalog and save it")
+    fit.add_argument("catalog", help="a galppl catalog (.nc, .zarr) or an SDSS-style table (.csv, .fits, .parquet)")
+    fit.add_argument("--cutouts", help="a folder of gri FITS cutouts named by galaxy id, for image inputs")
+    fit.add_argument("--config", help="a FitConfig as TOML ([data], [chain], [train], [vae], seed)")
+    fit.add_argument("--out", required=True, help="folder to write the fitted model to (new or empty)")
+    fit.add_argument("--model", default="props", choices=["props", "lines", "joint"])
+    fit.add_argument("--inputs", choices=INPUTS, help="input variant (default: the config's, image+photometry)")
+    fit.add_argument("--minutes", type=_positive_minutes, help="wall-clock budget for the two trainings (default none)")
+    fit.add_argument("--seed", type=_integer(0), help="the fit's seed (default: the config's, 0)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(check=_check_fit, func=_fit)
+
+    predict = sub.add_parser("predict", help="posterior summaries (.zarr) or draws (.nc) of a catalog with a saved model")
+    predict.add_argument("model_dir", help="a folder written by galppl fit or galppl run (model/)")
+    predict.add_argument("catalog", help="a catalog: .zarr, .nc, .fits or .parquet (.csv only for an .nc OUT)")
+    predict.add_argument("out", help=".zarr: per-galaxy summaries, chunk by chunk, resumable; .nc: InferenceData of the draws")
+    predict.add_argument("--num-samples", type=_integer(1), default=1000, help="posterior draws per galaxy (default 1000)")
+    predict.add_argument("--chunk-size", type=_integer(1), help="galaxies per chunk of a .zarr OUT (default 4096)")
+    predict.add_argument("--keep-draws", action="store_true", help="also write the draws into a .zarr OUT")
+    predict.add_argument("--seed", type=_integer(0), default=0)
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(check=_check_predict, func=_predict)
+
+    diagnose = sub.add_parser("diagnose", help="accuracy, coverage, figures and report of a posterior with true values")
+    diagnose.add_argument("posterior", help="an InferenceData netCDF (posterior.nc of galppl run, or a galppl predict .nc)")
+    diagnose.add_argument("--out", help="folder for figures and report (default: <posterior>_diagnostics beside it)")
+    diagnose.set_defaults(check=_check_diagnose, func=_diagnose)
+
     simulate = sub.add_parser("simulate", help="write a mock SDSS catalog (.nc or .zarr)")
     simulate.add_argument("n", type=_integer(1))
     simulate.add_argument("out")
     simulate.add_argument("--image-size", type=_integer(0), default=64, help="0 for a catalog without images")
     simulate.add_argument("--seed", type=_integer(0), default=0)
     simulate.set_defaults(check=_check_simulate, func=_simulate)
-
-    predict = sub.add_parser("predict", help="posterior draws for a catalog with a saved model")
-    predict.add_argument("model_dir")
-    predict.add_argument("catalog", help="a catalog written by galppl (.nc or .zarr)")
-    predict.add_argument("out", help="InferenceData netCDF file to write")
-    predict.add_argument("--num-samples", type=_integer(1), default=1000)
-    predict.set_defaults(check=_check_predict, func=_predict)
     return parser
 
 
@@ -232,7 +359,14 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as err:
         one_line = " ".join(str(err).split())
         parser.exit(2, f"galppl {args.command}: error: {one_line}\n")
-    return args.func(args, checked)
+    try:
+        return args.func(args, checked)
+    except KeyboardInterrupt:
+        again = "; run the same command again to resume" if args.command == "predict" else ""
+        parser.exit(130, f"galppl {args.command}: interrupted{again}\n")
+    except (ValueError, OSError) as err:  # unreadable data met during the work (CatalogError is a ValueError)
+        one_line = " ".join(str(err).split())
+        parser.exit(1, f"galppl {args.command}: error: {one_line}\n")
 
 
 if __name__ == "__main__":

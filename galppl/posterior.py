@@ -22,6 +22,7 @@ per block, in the catalog's units.
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 from pathlib import Path
 
@@ -39,6 +40,13 @@ from galppl.models.derived import add_derived
 from galppl.ood import OutOfDistributionWarning
 
 CONSTANT_VARIABLES = ("mag", "mag_err", "extinction", "quality")
+# Rows (draws x galaxies) per call of the chain when sampling. The couplings' hidden
+# activations are (rows, 128) float32: 4096 rows (2 MB each) stay in cache, while 256
+# galaxies x 1000 draws (128 MB each) go to memory and sample ~1.5-2x slower
+# (benchmarks/throughput.py --rows measures it).
+DRAW_ROWS = 4096
+# The files of a saved posterior.
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "chain.pt"
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
 # (nested config, featurizer.json) and the chain's weights.
 OLDEST_READABLE = "0.3.0"
@@ -98,8 +106,9 @@ class GalaxyPosterior:
                seed: int = 0) -> dict[str, np.ndarray]:
         """Raw draws: variable -> (num_samples, galaxy) float32, NaN for unusable galaxies.
 
-        Galaxies are processed ``max_batch_size`` at a time so memory stays bounded by
-        ``num_samples x max_batch_size`` draws whatever the catalog size.
+        Galaxies are processed at most ``max_batch_size`` at a time, fewer when
+        ``num_samples`` is large (about :data:`DRAW_ROWS` draws per call of the chain, for speed),
+        so memory stays bounded by ``num_samples x max_batch_size`` draws whatever the catalog size.
         """
         validate(data)
         return self._draw(catalog_tensors(self.features(data), data), num_samples, max_batch_size, seed)
@@ -111,11 +120,12 @@ class GalaxyPosterior:
         n = len(tensors.galaxy)
         out: dict[str, np.ndarray] = {}
         rows = np.flatnonzero(tensors.usable)
+        batch = max(1, min(max_batch_size, DRAW_ROWS // num_samples))
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(seed)
-            for start in range(0, len(rows), max_batch_size):
-                draws = self.chain.sample(x[start:start + max_batch_size], num_samples)
-                index = rows[start:start + max_batch_size]
+            for start in range(0, len(rows), batch):
+                draws = self.chain.sample(x[start:start + batch], num_samples)
+                index = rows[start:start + batch]
                 for block in self.chain.blocks:
                     values = draws[block.name].numpy()
                     for k, name in enumerate(block.variables):
@@ -216,46 +226,64 @@ class GalaxyPosterior:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
-        """Write a directory: ``config.json`` (everything but weights), ``chain.pt``,
+        """Write a directory: ``config.json`` (everything but weights, with the galppl and torch
+        versions that wrote it), ``chain.pt`` (the chain's state dict: tensors only, read back
+        with ``torch.load(weights_only=True)``, so loading never runs pickled code),
         ``featurizer.json`` and, for image inputs, ``vae/``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {
             "kind": "posterior",
             "galppl_version": galppl.__version__,
+            "torch_version": torch.__version__,
             "model": self.model,
             "blocks": [b.to_dict() for b in self.chain.blocks],
             "config": self.config.to_dict(),
             "history": self.history,
             "split": {k: [_jsonable(i) for i in v] for k, v in self.split.items()},
         }
-        (path / "config.json").write_text(json.dumps(config, indent=1))
-        torch.save(self.chain.state_dict(), path / "chain.pt")
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+        torch.save({name: t.detach().cpu() for name, t in self.chain.state_dict().items()}, path / WEIGHTS_FILE)
         self.featurizer.save(path)
         return path
 
     @classmethod
     def load(cls, path) -> GalaxyPosterior:
         """Read what :meth:`save` wrote. A model saved by a galppl older than
-        :data:`OLDEST_READABLE` (or newer than this one) is refused, naming both versions."""
+        :data:`OLDEST_READABLE` (or newer than this one) is refused, naming both versions; so
+        is a weights file that is anything but a state dict of tensors, without running it."""
         path = Path(path)
-        saved = json.loads((path / "config.json").read_text())
+        saved = json.loads((path / CONFIG_FILE).read_text())
         if saved.get("kind") != "posterior":
             raise ValueError(f"{str(path)!r} holds a {saved.get('kind')!r}, not a posterior model")
         version = str(saved.get("galppl_version", "unknown"))
+        saved_by = (version, str(saved.get("torch_version", "unknown")))
         if not _readable(version):
-            raise ValueError(_refusal(path, version, f"this galppl reads models saved by {OLDEST_READABLE} "
-                                                     f"to {galppl.__version__}"))
+            raise ValueError(_refusal(path, saved_by, f"this galppl reads models saved by {OLDEST_READABLE} "
+                                                      f"to {galppl.__version__}"))
         config = FitConfig.from_dict(saved["config"])
         featurizer = Featurizer.load(path)
         blocks = [Block.from_dict(b) for b in saved["blocks"]]
         chain = ChainModel(blocks, featurizer.feature_dim, **config.chain.model_options())
         try:
-            chain.load_state_dict(torch.load(path / "chain.pt", weights_only=True))
+            chain.load_state_dict(_state_dict(path / WEIGHTS_FILE))
         except RuntimeError as error:
-            raise ValueError(_refusal(path, version, "its weights do not fit the chain its config.json describes")) from error
+            raise ValueError(_refusal(path, saved_by, "its weights do not fit the chain its config.json describes")) from error
         return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
                    split=saved["split"])
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from ``path``, read by torch's weights-only unpickler, which
+    refuses (without calling) every function and class but tensors and plain containers."""
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{str(path)!r} is not a state dict of tensors; refused without running it: {first}") from None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{str(path)!r} holds a {type(weights).__name__}, not a state dict of tensors")
+    return weights
 
 
 def _version_key(version: str) -> tuple[int, int]:
@@ -271,9 +299,11 @@ def _readable(version: str) -> bool:
         return False
 
 
-def _refusal(path: Path, version: str, why: str) -> str:
-    return (f"{str(path / 'chain.pt')!r} does not fit this galppl (saved by galppl {version}, this is galppl "
-            f"{galppl.__version__}; {why}): load it with the version that saved it, or refit")
+def _refusal(path: Path, saved_by: tuple[str, str], why: str) -> str:
+    """The message refusing a saved model: the galppl (and torch) versions that saved it and these."""
+    return (f"{str(path / WEIGHTS_FILE)!r} does not fit this galppl (saved by galppl {saved_by[0]}, this is galppl "
+            f"{galppl.__version__}; saved with torch {saved_by[1]}, this is torch {torch.__version__}; {why}): "
+            "load it with the version that saved it, or refit")
 
 
 def _attrs(name: str, data: xr.Dataset) -> dict:

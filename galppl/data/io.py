@@ -1,27 +1,60 @@
-"""Save and load catalogs (netCDF through h5netcdf, or zarr) with an exact round trip."""
+"""Catalog files: save and load galppl catalogs (netCDF, zarr) with an exact round trip, read a
+user's catalog in any format galppl knows, and read a large one a range of rows at a time.
+
+Formats (:func:`catalog_format`, from the path's suffix):
+
+- ``"netcdf"`` (``.nc``, ``.h5``, ``.netcdf``) and ``"zarr"`` (``.zarr``): catalogs in galppl's
+  data model, as :func:`save_catalog` writes them;
+- ``"fits"`` (``.fits``, ``.fit``, ``.fts``), ``"parquet"`` (``.parquet``, ``.pq``) and
+  ``"csv"`` (``.csv``): SDSS / MPA-JHU style tables, read through
+  :func:`~galppl.data.loaders.load_sdss_table` (its column names and missing-value codes).
+
+:class:`CatalogRows` reads rows ``[start, stop)`` of a catalog without reading the rest
+(zarr and netCDF index their arrays, FITS tables are memory-mapped, parquet is read by row
+group), which is what :func:`galppl.scale.predict_catalog` needs to stream a survey.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
-from galppl.data.schema import CatalogError, validate
+from galppl.data.schema import CatalogError, flag, validate
+
+FORMATS = {
+    ".nc": "netcdf", ".h5": "netcdf", ".netcdf": "netcdf", ".zarr": "zarr",
+    ".fits": "fits", ".fit": "fits", ".fts": "fits", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
+}
+# Formats that hold galppl catalogs (the others are tables in an SDSS layout).
+GALPPL_FORMATS = ("netcdf", "zarr")
+# Formats CatalogRows reads a range of rows of without reading the whole file.
+ROW_FORMATS = ("netcdf", "zarr", "fits", "parquet")
 
 
-def _format(path: Path) -> str:
-    if path.suffix in (".nc", ".h5", ".netcdf"):
-        return "netcdf"
-    if path.suffix == ".zarr":
-        return "zarr"
-    raise CatalogError(f"cannot tell the format of {str(path)!r}: use a '.nc' (netCDF) or '.zarr' path")
+def catalog_format(path) -> str:
+    """The format of a catalog file from its suffix: a value of :data:`FORMATS`; a
+    ``CatalogError`` naming the path and the suffixes galppl reads otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise CatalogError(f"cannot tell the format of {str(path)!r}: use one of the suffixes {', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _galppl_format(path: Path) -> str:
+    fmt = catalog_format(path)
+    if fmt not in GALPPL_FORMATS:
+        raise CatalogError(f"cannot tell the format of {str(path)!r} as a galppl catalog ({fmt} is a table "
+                           "format, which read_catalog reads): use a '.nc' (netCDF) or '.zarr' path")
+    return fmt
 
 
 def save_catalog(ds: xr.Dataset, path) -> Path:
     """Validate ``ds`` and write it to ``path`` ('.nc' for netCDF-4, '.zarr' for zarr)."""
     path = Path(path)
     validate(ds)
-    fmt = _format(path)
+    fmt = _galppl_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "netcdf":
         ds.to_netcdf(path, engine="h5netcdf")
@@ -31,19 +64,161 @@ def save_catalog(ds: xr.Dataset, path) -> Path:
     return path
 
 
+def _open(path: Path, fmt: str) -> xr.Dataset:
+    """A galppl catalog opened lazily (nothing read until indexed)."""
+    try:
+        if fmt == "netcdf":
+            return xr.open_dataset(path, engine="h5netcdf")
+        return xr.open_zarr(path, consolidated=False, chunks=None)
+    except (OSError, ValueError, KeyError) as err:
+        raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
+
+
 def load_catalog(path) -> xr.Dataset:
     """Read a catalog written by ``save_catalog``, into memory, and validate it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no catalog at {str(path)!r}")
-    fmt = _format(path)
-    try:
-        if fmt == "netcdf":
-            with xr.open_dataset(path, engine="h5netcdf") as ds:
-                ds = ds.load()
-        else:
-            with xr.open_zarr(path, consolidated=False) as ds:
-                ds = ds.load()
-    except (OSError, ValueError, KeyError) as err:
-        raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
+    fmt = _galppl_format(path)
+    with _open(path, fmt) as ds:
+        try:
+            ds = ds.load()
+        except (OSError, ValueError, KeyError) as err:
+            raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
     return validate(ds)
+
+
+def read_catalog(path, cutouts=None) -> xr.Dataset:
+    """Read a whole catalog in any format of :data:`FORMATS` into memory, validated.
+
+    cutouts: a folder of gri FITS cutouts (:func:`~galppl.data.loaders.load_fits_cutouts`,
+    named by galaxy id) whose images join the catalog's galaxies by id; a galaxy without a
+    cutout gets a NaN image and the ``bad_image`` quality bit, a cutout without a galaxy in
+    the catalog is left out.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no catalog at {str(path)!r}")
+    fmt = catalog_format(path)
+    if fmt in GALPPL_FORMATS:
+        catalog = load_catalog(path)
+    elif fmt == "csv":
+        from galppl.data.loaders import load_sdss_table
+
+        catalog = load_sdss_table(path)
+    else:
+        rows = CatalogRows(path)
+        catalog = rows.read(0, rows.n_galaxies)
+    return catalog if cutouts is None else _with_cutouts(catalog, cutouts)
+
+
+def _with_cutouts(catalog: xr.Dataset, folder) -> xr.Dataset:
+    from galppl.data.loaders import load_fits_cutouts
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"--cutouts {str(folder)!r}: no such folder")
+    cutouts = load_fits_cutouts(folder, on_error="flag")
+    ids = catalog["galaxy"].values
+    # Cutout file names are ids as text (integers when all digits): compare as text.
+    position = {str(gid): i for i, gid in enumerate(cutouts["galaxy"].values)}
+    found = np.array([str(gid) in position for gid in ids])
+    if not found.any():
+        raise CatalogError(f"none of the {len(ids)} catalog galaxies has a cutout in {str(folder)!r} "
+                           f"(cutouts are named by galaxy id, e.g. {cutouts['galaxy'].values[0]}.fits; "
+                           f"catalog ids look like {ids[0]})")
+    image = np.full((len(ids),) + cutouts["image"].shape[1:], np.nan, np.float32)
+    image[found] = cutouts["image"].values[[position[str(gid)] for gid in ids[found]]]
+    out = catalog.copy()
+    out = out.assign_coords(channel=cutouts["channel"].values)
+    out["image"] = (("galaxy", "channel", "y", "x"), image, dict(cutouts["image"].attrs))
+    bad = ~found
+    if "quality" in cutouts:
+        bad[found] |= cutouts["quality"].values[[position[str(gid)] for gid in ids[found]]] != 0
+    flag(out, "bad_image", bad)
+    return validate(out)
+
+
+class CatalogRows:
+    """A catalog file read a range of rows at a time (formats :data:`ROW_FORMATS`).
+
+    Holds only the path, so it pickles small and each Dask worker opens the file itself.
+    ``n_galaxies``: the number of rows. :meth:`read` gives rows ``[start, stop)`` as a
+    validated galppl catalog; a table without an id column numbers its galaxies by row in
+    the whole file (not in the range), so ids stay unique across ranges.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no catalog at {str(self.path)!r}")
+        self.format = catalog_format(self.path)
+        if self.format not in ROW_FORMATS:
+            raise CatalogError(f"{str(self.path)!r}: a {self.format} file cannot be read a range of rows at a time; "
+                               f"convert it to one of {ROW_FORMATS}")
+        self.n_galaxies = self._count()
+
+    def __repr__(self) -> str:
+        return f"CatalogRows({str(self.path)!r}, format={self.format!r}, n_galaxies={self.n_galaxies})"
+
+    def _count(self) -> int:
+        if self.format in GALPPL_FORMATS:
+            with _open(self.path, self.format) as ds:
+                return int(ds.sizes["galaxy"])
+        if self.format == "fits":
+            from astropy.io import fits
+
+            with fits.open(self.path, memmap=True) as hdul:
+                return int(self._table_hdu(hdul).header["NAXIS2"])
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(self.path).metadata.num_rows)
+
+    def _table_hdu(self, hdul):
+        for hdu in hdul:
+            if hdu.is_image is False:
+                return hdu
+        raise CatalogError(f"{str(self.path)!r} has no table extension")
+
+    def read(self, start: int, stop: int) -> xr.Dataset:
+        """Rows ``[start, stop)`` (0-based, clipped to the catalog) as a validated catalog."""
+        start, stop = max(0, int(start)), min(self.n_galaxies, int(stop))
+        if self.format in GALPPL_FORMATS:
+            with _open(self.path, self.format) as ds:
+                return validate(ds.isel(galaxy=slice(start, stop)).load())
+        from galppl.data.loaders import load_sdss_table
+
+        try:
+            rows = self._fits_rows(start, stop) if self.format == "fits" else self._parquet_rows(start, stop)
+        except (OSError, ValueError, TypeError) as err:
+            raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} table: {err}") from err
+        catalog = load_sdss_table(rows)
+        catalog.attrs["source_file"] = str(self.path)
+        if catalog["galaxy"].attrs.get("description") == "row number in the source (0-based)":
+            catalog = catalog.assign_coords(galaxy=catalog["galaxy"].values + start)
+            catalog["galaxy"].attrs["description"] = "row number in the source file (0-based)"
+        return catalog
+
+    def _fits_rows(self, start: int, stop: int):
+        from astropy.io import fits
+        from astropy.table import Table
+
+        with fits.open(self.path, memmap=True) as hdul:
+            # Copying the slice reads only its rows from the memory map.
+            return Table(self._table_hdu(hdul).data[start:stop].copy())
+
+    def _parquet_rows(self, start: int, stop: int):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(self.path)
+        groups, first, offset = [], None, 0
+        for g in range(parquet.metadata.num_row_groups):
+            size = parquet.metadata.row_group(g).num_rows
+            if offset < stop and offset + size > start:
+                groups.append(g)
+                first = offset if first is None else first
+            offset += size
+        if not groups:
+            return parquet.schema_arrow.empty_table().to_pandas()
+        table: pa.Table = parquet.read_row_groups(groups)
+        return table.slice(start - first, stop - start).to_pandas()
