@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -247,6 +248,14 @@ class GalaxyPosterior:
         self.featurizer.save(path)
         return path
 
+    def __reduce__(self):
+        """Pickled (by Dask, to ship the model to its workers) as the files :meth:`save` writes,
+        rebuilt by :meth:`load`: tensors and JSON only, never pickled code."""
+        with tempfile.TemporaryDirectory() as folder:
+            self.save(folder)
+            files = {str(p.relative_to(folder)): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+        return _from_files, (files,)
+
     @classmethod
     def load(cls, path) -> GalaxyPosterior:
         """Read what :meth:`save` wrote. A model saved by a galppl older than
@@ -271,6 +280,15 @@ class GalaxyPosterior:
             raise ValueError(_refusal(path, saved_by, "its weights do not fit the chain its config.json describes")) from error
         return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
                    split=saved["split"])
+
+
+def _from_files(files: dict[str, bytes]) -> GalaxyPosterior:
+    """A posterior from the files :meth:`GalaxyPosterior.save` writes (name -> contents)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in files.items():
+            (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(folder) / name).write_bytes(data)
+        return GalaxyPosterior.load(folder)
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -112,7 +112,7 @@ def summarise(idata, summaries=SUMMARIES, *, keep_draws: bool = False, gates=())
         if name.startswith("p_"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN galaxies: NaN
-                out[name] = ("galaxy", np.nanmean(draws, axis=0).astype(np.float32), attrs)
+                out[name] = ("galaxy", np.nanmean(draws, axis=0, dtype=np.float64).astype(np.float32), attrs)
             continue
         if name not in gates and draws.dtype.kind == "f":  # classes and 0/1 gates have their p_
             out[name] = (("galaxy", "summary"), summarise_draws(draws, summaries), attrs)
