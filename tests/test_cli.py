@@ -59,10 +59,27 @@ def fails_at_once(argv, capsys, monkeypatch, message):
         (["simulate", "10", "out.nc", "--image-size", "12"], "--image-size must be 0 (no images) or a multiple of 8"),
         (["simulate", "-5", "out.nc"], "argument n: expected a positive integer, got -5"),
         (["predict", "absent_model", "absent.nc", "out.nc"], "catalog 'absent.nc': no such file or folder"),
+        (["predict", "absent_model", "sky.nc", "out.csv"], "out 'out.csv' must end in .zarr (per-galaxy summaries"),
+        (["predict", "absent_model", "sky.csv", "out.zarr"], "catalog 'sky.csv': a csv file is read whole"),
+        (["predict", "absent_model", "sky.nc", "out.nc", "--keep-draws"], "--keep-draws and --chunk-size are for"),
+        (["predict", "absent_model", "sky.nc", "out.zarr"], "model 'absent_model': no such file or folder"),
+        (["predict", "absent_model", "sky.txt", "out.zarr"], "cannot tell the format of 'sky.txt'"),
+        (["predict", "sky.nc", "sky.nc", "out.zarr", "--chunk-size", "0"], "argument --chunk-size: expected a positive"),
+        (["fit", "absent.csv", "--out", "model"], "galppl fit: error: catalog 'absent.csv': no such file or folder"),
+        (["fit", "sky.csv"], "the following arguments are required: --out"),
+        (["fit", "sky.csv", "--out", "model"], "inputs 'image+photometry' read images, and a csv table has none: give"),
+        (["fit", "sky.csv", "--out", "model", "--cutouts", "absent"], "--cutouts 'absent': no such folder"),
+        (["fit", "sky.csv", "--out", "full", "--inputs", "photometry"], "--out 'full' exists and is not empty"),
+        (["fit", "sky.csv", "--out", "m", "--config", "absent.toml"], "--config 'absent.toml': no such file"),
+        (["diagnose", "absent.nc"], "galppl diagnose: error: posterior 'absent.nc': no such file or folder"),
+        (["diagnose", "sky.csv"], "posterior 'sky.csv' is not an InferenceData netCDF file"),
     ],
 )
 def test_bad_arguments_fail_at_once_in_one_line(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+    for name in ("sky.nc", "sky.csv", "sky.txt", "full/model.pt"):  # files the checks find, not read
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("objID\n1\n")
     fails_at_once(argv, capsys, monkeypatch, message)
 
 
@@ -113,3 +130,53 @@ def test_simulate_then_predict(tmp_path, capsys):
     assert idata.posterior["log_mstar"].shape == (1, 7, 200)
     assert np.isfinite(idata.posterior["oh"].values).all()
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["run", "fit", "predict", "diagnose", "simulate"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0 and f"usage: galppl {command}" in capsys.readouterr().out
+
+
+def test_fit_predict_resume_and_diagnose_a_users_table(tmp_path, capsys):
+    from test_scale import sdss_table
+
+    catalog = galppl.simulate(300, seed=2, image_size=None, progress=False)
+    sdss_table(catalog).to_parquet(tmp_path / "sky.parquet", row_group_size=100)
+    (tmp_path / "fit.toml").write_text(TINY_TOML)
+    # The model learns from the simulated catalog (it has the targets); it predicts the table.
+    galppl.data.save_catalog(catalog, tmp_path / "sky.nc")
+    model = tmp_path / "model"
+    assert main(["fit", str(tmp_path / "sky.nc"), "--config", str(tmp_path / "fit.toml"), "--out", str(model),
+                 "--quiet"]) == 0
+    assert f"wrote {model}/ (props, inputs photometry" in capsys.readouterr().out
+    assert galppl.load(model).config.seed == 1
+
+    out = tmp_path / "summaries.zarr"
+    argv = ["predict", str(model), str(tmp_path / "sky.parquet"), str(out), "--num-samples", "20",
+            "--chunk-size", "100", "--quiet"]
+    with pytest.warns(galppl.ood.OutOfDistributionWarning):
+        assert main(argv) == 0
+    assert "summaries of 300 galaxies" in capsys.readouterr().out
+    import xarray as xr
+
+    first = xr.open_zarr(out, consolidated=False).load()
+    with pytest.warns(galppl.ood.OutOfDistributionWarning):  # every chunk done: nothing recomputed
+        assert main(argv) == 0
+    xr.testing.assert_identical(xr.open_zarr(out, consolidated=False).load(), first)
+    assert first["log_mstar"].sel(summary="q0.5").notnull().all()
+    with pytest.raises(SystemExit) as stop:
+        main(argv[:-3] + ["--num-samples", "30", "--quiet"])
+    assert stop.value.code == 1 and "num_samples was 20, now 30" in capsys.readouterr().err
+
+    with pytest.warns(galppl.ood.OutOfDistributionWarning):
+        assert main(["predict", str(model), str(tmp_path / "sky.nc"), str(tmp_path / "draws.nc"),
+                     "--num-samples", "20"]) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(tmp_path / "draws.nc")]) == 0
+    printed = capsys.readouterr().out
+    assert "log_mstar" in printed and "oh_detected: accuracy" in printed
+    summary = json.loads((tmp_path / "draws_diagnostics" / "summary.json").read_text())
+    assert set(summary["parameters"]) == {"log_mstar", "log_sfr", "z", "log_mbh", "oh"}
+    assert (tmp_path / "draws_diagnostics" / "pred_vs_true.png").exists()

@@ -202,3 +202,26 @@ def test_bad_arguments_are_named(posterior, zarr_catalog, tmp_path):
     (tmp_path / "sky.csv").write_text("objID\n1\n")
     with pytest.raises(ValueError, match="a csv file cannot be read a range of rows at a time"):
         predict_catalog(posterior, tmp_path / "sky.csv", tmp_path / "out.zarr")
+
+
+def test_cutouts_join_a_table_by_galaxy_id(catalog, tmp_path):
+    from astropy.io import fits
+
+    table = sdss_table(catalog.isel(galaxy=slice(0, 5)))
+    table.to_csv(tmp_path / "sky.csv", index=False)
+    (tmp_path / "cutouts").mkdir()
+    cubes = {int(gid): np.full((3, 16, 16), k + 1.0, np.float32) for k, gid in enumerate(table["objID"][:3])}
+    for gid, cube in cubes.items():
+        fits.PrimaryHDU(cube, header=fits.Header({"BUNIT": "nanomaggy"})).writeto(tmp_path / "cutouts" / f"{gid}.fits")
+    fits.PrimaryHDU(np.zeros((3, 16, 16), np.float32)).writeto(tmp_path / "cutouts" / "999999.fits")  # no such galaxy
+    joined = read_catalog(tmp_path / "sky.csv", cutouts=tmp_path / "cutouts")
+    assert joined["image"].shape == (5, 3, 16, 16) and list(joined["channel"].values) == ["g", "r", "i"]
+    for k, gid in enumerate(table["objID"][:3]):
+        assert (joined["image"].sel(galaxy=gid).values == k + 1.0).all()
+    assert np.isnan(joined["image"].values[3:]).all()
+    bad_image = (joined["quality"].values & galppl.data.QUALITY_BITS["bad_image"]) != 0
+    assert list(bad_image) == [False] * 3 + [True] * 2
+    (tmp_path / "foreign").mkdir()
+    fits.PrimaryHDU(np.zeros((3, 8, 8), np.float32)).writeto(tmp_path / "foreign" / "123.fits")
+    with pytest.raises(galppl.data.CatalogError, match="none of the 5 catalog galaxies has a cutout"):
+        read_catalog(tmp_path / "sky.csv", cutouts=tmp_path / "foreign")
