@@ -27,25 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
+from flows_speed import best_time
 from torch.utils.flop_counter import FlopCounterMode
 
 import galppl
 import galppl.posterior as posterior_module
 from galppl.features import catalog_tensors
-
-
-def best_seconds(fn, repeats: int) -> float:
-    """Wall time of the fastest of ``repeats`` calls (the least disturbed by other load)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def matmul_flops_per_second(repeats: int) -> float:
@@ -54,7 +44,7 @@ def matmul_flops_per_second(repeats: int) -> float:
     best = 0.0
     for rows in (4096, 16384, 65536):
         x = torch.randn(rows, 128)
-        seconds = best_seconds(lambda: [x @ weight for _ in range(10)], repeats) / 10
+        seconds = best_time(lambda: [x @ weight for _ in range(10)], repeats) / 10
         best = max(best, 2 * rows * 128 * 128 / seconds)
     return best
 
@@ -79,7 +69,7 @@ def measure(posterior, catalog, draws: int, repeats: int, rows_sweep: bool) -> d
     def draws_per_second(rows: int) -> float:
         posterior_module.DRAW_ROWS = rows
         try:
-            return galaxies * draws / best_seconds(lambda: posterior._draw(tensors, draws, 256, 0), repeats)
+            return galaxies * draws / best_time(lambda: posterior._draw(tensors, draws, 256, 0), repeats)
         finally:
             posterior_module.DRAW_ROWS = default_rows
 
@@ -88,7 +78,7 @@ def measure(posterior, catalog, draws: int, repeats: int, rows_sweep: bool) -> d
     out["draws_per_s_256_galaxies_per_call"] = draws_per_second(256 * draws)
     if rows_sweep:
         out["draws_per_s_by_rows"] = {rows: draws_per_second(rows) for rows in (1024, 2048, 4096, 8192, 16384, 65536)}
-    seconds = best_seconds(lambda: posterior.predict(catalog, draws), repeats)
+    seconds = best_time(lambda: posterior.predict(catalog, draws), repeats)
     out["galaxies_per_s_images"] = catalog.sizes["galaxy"] / seconds
     return out
 

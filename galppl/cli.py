@@ -8,7 +8,8 @@ through :func:`galppl.scale.predict_catalog`; a killed run resumes when called a
 the draws as an InferenceData netCDF (OUT ending in ``.nc``, for catalogs that fit in
 memory). ``galppl diagnose POSTERIOR`` prints the accuracy, coverage and detectability of an
 InferenceData netCDF whose catalog had true values, and writes figures and the report.
-``galppl simulate N OUT`` writes a mock catalog. ``galppl run`` simulates the embedded mock sky, fits the VAE and the chosen chain model on a
+``galppl simulate N OUT`` writes a mock catalog. ``galppl run`` simulates the embedded mock
+sky, fits the VAE and the chosen chain model on a
 CPU within a time budget, predicts the held-out test galaxies, prints R^2, the accuracy of
 each detectability gate and 68%/95% coverage, and writes the InferenceData, the fitted
 model, figures and the diagnostics report to an output folder. ``--config fit.toml`` reads
@@ -80,7 +81,8 @@ def _read_config(args):
 
 
 def _with_flags(config, args, minutes):
-    """``config`` with the command line's flags applied; ``minutes`` (or None) splits into the two trainings' budgets."""
+    """``config`` with the command line's flags applied; ``minutes`` (or None) is split into
+    the two trainings' budgets."""
     flags = {"n_galaxies": getattr(args, "n_galaxies", None), "image_size": getattr(args, "image_size", None),
              "inputs": args.inputs, "seed": args.seed}
     options = {name: value for name, value in flags.items() if value is not None}
@@ -201,7 +203,8 @@ def _fit(args, config) -> int:
     path = posterior.save(args.out)
     history = posterior.history
     print(f"wrote {path}/ ({posterior.model}, inputs {posterior.inputs}; trained on {history['n_train']} galaxies "
-          f"in {history['fit_seconds']:.0f} s; excluded for incomplete inputs: {history['excluded_incomplete_inputs']})")
+          f"in {history['fit_seconds']:.0f} s; excluded for incomplete inputs: "
+          f"{history['excluded_incomplete_inputs']})")
     return 0
 
 
@@ -293,44 +296,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _fit_arguments(command, minutes_default: str) -> None:
+    """The options ``run`` and ``fit`` share: the model, its config and the flags that override it."""
     from galppl.features import INPUTS
 
+    command.add_argument("--model", default="props", choices=["props", "lines", "joint"])
+    command.add_argument("--config", help="a FitConfig as TOML ([data], [chain], [train], [vae], seed)")
+    command.add_argument("--inputs", choices=INPUTS, help="input variant (default: the config's, image+photometry)")
+    command.add_argument("--minutes", type=_positive_minutes,
+                         help=f"wall-clock budget for the two trainings ({minutes_default})")
+    command.add_argument("--seed", type=_integer(0), help="the fit's seed (default: the config's, 0)")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="galppl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="fit on the embedded mock sky and write posteriors, figures and a report")
-    run.add_argument("--model", default="props", choices=["props", "lines", "joint"])
-    run.add_argument("--config", help="a FitConfig as TOML ([data], [chain], [train], [vae], seed)")
+    _fit_arguments(run, f"default {DEFAULT_MINUTES:g} without --config")
     run.add_argument("--out", default="runs/default", help="output folder (default: runs/default)")
     run.add_argument("--n-galaxies", type=_integer(1), help="mock galaxies (default 20000)")
     run.add_argument("--image-size", type=_integer(1), help="stamp side in pixels, a multiple of 8 (default 64)")
-    run.add_argument("--inputs", choices=INPUTS,
-                     help="input variant (default image+photometry)")
     run.add_argument("--num-samples", type=_integer(1), default=1000, help="posterior draws per galaxy")
-    run.add_argument("--minutes", type=_positive_minutes,
-                     help=f"wall-clock budget for the two trainings (default {DEFAULT_MINUTES:g} without --config)")
-    run.add_argument("--seed", type=_integer(0), help="the fit's seed (default 0)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(check=run_config, func=_run)
 
     fit = sub.add_parser("fit", help="fit a model on your catalog and save it")
     fit.add_argument("catalog", help="a galppl catalog (.nc, .zarr) or an SDSS-style table (.csv, .fits, .parquet)")
     fit.add_argument("--cutouts", help="a folder of gri FITS cutouts named by galaxy id, for image inputs")
-    fit.add_argument("--config", help="a FitConfig as TOML ([data], [chain], [train], [vae], seed)")
     fit.add_argument("--out", required=True, help="folder to write the fitted model to (new or empty)")
-    fit.add_argument("--model", default="props", choices=["props", "lines", "joint"])
-    fit.add_argument("--inputs", choices=INPUTS, help="input variant (default: the config's, image+photometry)")
-    fit.add_argument("--minutes", type=_positive_minutes, help="wall-clock budget for the two trainings (default none)")
-    fit.add_argument("--seed", type=_integer(0), help="the fit's seed (default: the config's, 0)")
-    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    _fit_arguments(fit, "default none")
     fit.set_defaults(check=_check_fit, func=_fit)
 
-    predict = sub.add_parser("predict", help="posterior summaries (.zarr) or draws (.nc) of a catalog with a saved model")
+    predict = sub.add_parser("predict",
+                             help="posterior summaries (.zarr) or draws (.nc) of a catalog with a saved model")
     predict.add_argument("model_dir", help="a folder written by galppl fit or galppl run (model/)")
     predict.add_argument("catalog", help="a catalog: .zarr, .nc, .fits or .parquet (.csv only for an .nc OUT)")
-    predict.add_argument("out", help=".zarr: per-galaxy summaries, chunk by chunk, resumable; .nc: InferenceData of the draws")
-    predict.add_argument("--num-samples", type=_integer(1), default=1000, help="posterior draws per galaxy (default 1000)")
+    predict.add_argument("out", help=".zarr: per-galaxy summaries, chunk by chunk, resumable; "
+                                     ".nc: InferenceData of the draws")
+    predict.add_argument("--num-samples", type=_integer(1), default=1000,
+                         help="posterior draws per galaxy (default 1000)")
     predict.add_argument("--chunk-size", type=_integer(1), help="galaxies per chunk of a .zarr OUT (default 4096)")
     predict.add_argument("--keep-draws", action="store_true", help="also write the draws into a .zarr OUT")
     predict.add_argument("--seed", type=_integer(0), default=0)
@@ -338,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(check=_check_predict, func=_predict)
 
     diagnose = sub.add_parser("diagnose", help="accuracy, coverage, figures and report of a posterior with true values")
-    diagnose.add_argument("posterior", help="an InferenceData netCDF (posterior.nc of galppl run, or a galppl predict .nc)")
+    diagnose.add_argument("posterior",
+                          help="an InferenceData netCDF (posterior.nc of galppl run, or a galppl predict .nc)")
     diagnose.add_argument("--out", help="folder for figures and report (default: <posterior>_diagnostics beside it)")
     diagnose.set_defaults(check=_check_diagnose, func=_diagnose)
 

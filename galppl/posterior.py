@@ -277,7 +277,8 @@ class GalaxyPosterior:
         try:
             chain.load_state_dict(_state_dict(path / WEIGHTS_FILE))
         except RuntimeError as error:
-            raise ValueError(_refusal(path, saved_by, "its weights do not fit the chain its config.json describes")) from error
+            why = "its weights do not fit the chain its config.json describes"
+            raise ValueError(_refusal(path, saved_by, why)) from error
         return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
                    split=saved["split"])
 

@@ -161,7 +161,8 @@ def test_a_killed_process_resumes_without_losing_or_repeating_galaxies(posterior
 def test_a_dask_client_writes_the_store_local_threads_write(posterior, zarr_catalog, tmp_path):
     distributed = pytest.importorskip("distributed")
     local = run(posterior, zarr_catalog, tmp_path / "local.zarr").load()
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster:
         with distributed.Client(cluster) as client:
             on_client = run(posterior, zarr_catalog, tmp_path / "client.zarr", client=client).load()
     xr.testing.assert_identical(on_client, local)
