@@ -13,7 +13,7 @@ The pipeline of ``fit`` (settings: :class:`~galppl.config.FitConfig`):
    inputs are left out of training and counted, never filled;
 4. the chain is trained by maximum likelihood (flow log-likelihood + MSE of the mean heads +
    Bernoulli cross-entropy) with early stopping on ``val``, then each block's residual spread
-   is temperature-scaled on ``val`` (the test galaxies are never touched).
+   is recalibrated (location shift and temperature) on ``val`` (the test galaxies are never touched).
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def fit(model="props", data: xr.Dataset | None = None, *, config: FitConfig | No
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
                             config.chain_training(progress), desc=name)
-    temperatures = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
+    calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
     excluded = {part: int((~tensors.select(ids).usable).sum()) for part, ids in split.items()}
-    record = {**history.to_dict(), "temperatures": temperatures, "excluded_incomplete_inputs": excluded,
+    record = {**history.to_dict(), "calibration": calibration, "excluded_incomplete_inputs": excluded,
               "fit_seconds": time.perf_counter() - start, "n_train": len(train.features),
               "n_val": len(val.features)}
     return GalaxyPosterior(chain, featurizer, model=name, config=config, history=record, split=split)
