@@ -46,7 +46,15 @@ from torch.distributions import AffineTransform, ComposeTransform, Transform
 from galppl.data.prepare import Standardizer
 from galppl.flows import DenseNet, build_flow
 from galppl.flows.nets import seeded, soft_clamp
-from galppl.models.block import BLOCK_KINDS, VALUE_TRANSFORMS, Block, TemperedShift, check_blocks
+from galppl.models.block import (
+    BLOCK_KINDS,
+    VALUE_TRANSFORMS,
+    Block,
+    SaturatingBoundsTransform,
+    TemperedShift,
+    block_support,
+    check_blocks,
+)
 from galppl.models.calibration import recalibrate_blocks
 from galppl.models.plate import galaxy_plate
 
@@ -131,6 +139,9 @@ class ChainModel(nn.Module):
             # Post-hoc calibration (:meth:`calibrate`): the residual's location and spread per variable.
             self.register_buffer(f"shift_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"temperature_{block.name}", torch.ones(block.dim))
+            # Physical supports (lower, upper) from the schema: not saved, so a model saved
+            # before they existed loads, and one saved with them follows the schema it runs with.
+            self.register_buffer(f"support_{block.name}", torch.stack(block_support(block)).float(), persistent=False)
 
     # ------------------------------------------------------------------ units
     @property
@@ -146,18 +157,46 @@ class ChainModel(nn.Module):
         _fit_loc_scale(self.feature_loc, self.feature_scale, features, "features", None)
         for block in self.blocks:
             if block.kind != "bernoulli":
-                values = VALUE_TRANSFORMS[block.transform](targets[block.name])
+                self.check_support(block, targets[block.name])
+                # Catalog values -> the modelled units: the inverse of every catalog transform but the affine.
+                values = ComposeTransform(self.catalog_transforms(block)[1:]).inv(targets[block.name])
                 _fit_loc_scale(getattr(self, f"loc_{block.name}"), getattr(self, f"scale_{block.name}"), values,
                                f"block {block.name!r}", block.variables)
 
     def catalog_transforms(self, block: Block) -> list[Transform]:
         """Maps of a block's standardised values to catalog units, in order: the
-        standardisation's affine (loc, scale), then the inverse of the value transform.
-        Empty for a Bernoulli block. (A per-variable bounded map, physical ranges, goes last.)"""
+        standardisation's affine (loc, scale), the inverse of the value transform, then,
+        where the schema declares physical supports for its variables, the bounded map
+        :class:`~galppl.models.block.SaturatingBoundsTransform` onto them (the identity
+        away from their ends). Empty for a Bernoulli block."""
         if block.kind == "bernoulli":
             return []
         loc, scale = getattr(self, f"loc_{block.name}"), getattr(self, f"scale_{block.name}")
-        return [AffineTransform(loc, scale, event_dim=1), VALUE_TRANSFORMS[block.transform].inv]
+        transforms = [AffineTransform(loc, scale, event_dim=1), VALUE_TRANSFORMS[block.transform].inv]
+        lower, upper = getattr(self, f"support_{block.name}")
+        if torch.isfinite(lower).any() or torch.isfinite(upper).any():
+            transforms.append(SaturatingBoundsTransform(lower, upper))
+        return transforms
+
+    def check_support(self, block: Block, values: torch.Tensor) -> None:
+        """A ValueError naming the variable, the count, the support and example rows where
+        a block's catalog values (galaxy, block dim) lie outside (or on an end of) its
+        variables' supports; NaN (missing) is allowed. Such values are never clipped: a
+        model cannot draw them, so they must be set missing or their galaxies left out."""
+        if block.kind == "bernoulli":
+            return
+        lower, upper = getattr(self, f"support_{block.name}").to(values.dtype)
+        outside = (values <= lower) | (values >= upper)  # False for NaN
+        if not outside.any():
+            return
+        column = int(outside.any(0).nonzero()[0])
+        rows = outside[:, column].nonzero().flatten()
+        raise ValueError(
+            f"block {block.name!r}: {len(rows)} value(s) of {block.variables[column]!r} lie outside its physical "
+            f"support ({lower[column].item():g}, {upper[column].item():g}) (galaxy rows {rows[:5].tolist()}, "
+            f"e.g. {values[rows[0], column].item():g}); the model cannot draw them. Set them missing (NaN) or "
+            f"leave those galaxies out; the supports are declared in galppl.data.schema.TARGETS"
+        )
 
     def standardise(self, block: Block, values: torch.Tensor) -> torch.Tensor:
         """Catalog values of a block -> the standardised space its flow lives in."""
@@ -289,6 +328,8 @@ class ChainModel(nn.Module):
     def _check_targets(self, targets: dict) -> None:
         if set(targets) != {b.name for b in self.blocks}:
             raise ValueError(f"targets must name every block {[b.name for b in self.blocks]}, got {sorted(targets)}")
+        for block in self.blocks:
+            self.check_support(block, targets[block.name])
 
     def _teacher_forced_terms(self, h: torch.Tensor, targets: dict[str, torch.Tensor], values: dict):
         """Yield, block by block, what the likelihood of observed targets is made of.

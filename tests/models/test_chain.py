@@ -29,6 +29,7 @@ def toy_data(n=3000, seed=0):
     oh = 8.9 + 0.3 * (core[:, :1] - 10) - 0.2 * (core[:, 1:2] + 0.3) + 0.02 * torch.randn(n, 1, generator=g)
     oh = torch.where(detected > 0, oh, torch.full_like(oh, math.nan))
     bh[::9] = math.nan  # missing black-hole masses
+    bh[(bh <= 4) | (bh >= 11)] = math.nan  # outside log M_BH's physical support: not a measurement
     return x, {"core": core, "bh": bh, "oh_detected": detected, "oh": oh}
 
 
@@ -255,6 +256,7 @@ def test_log_prob_includes_standardisation_jacobian():
     # Rescale the physical units of O/H by 10: densities drop by log(10) per galaxy.
     chain.loc_oh.mul_(10)
     chain.scale_oh.mul_(10)
+    chain.support_oh.mul_(10)  # and its physical support, which is in the same units
     lp10 = chain.log_prob(x, dict(targets, oh=targets["oh"] * 10, core=targets["core"]))["oh"]
     finite = torch.isfinite(lp)
     assert torch.allclose(lp10[finite], lp[finite] - math.log(10), atol=1e-4)
@@ -323,7 +325,10 @@ def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
         if k in weights:
             assert torch.equal(v, weights[k]), k
     # Residuals three times wider call for larger temperatures.
-    stretched = dict(targets, core=targets["core"] * 3.0 - 2 * chain.loc_core)
+    stretched_core = targets["core"] * 3.0 - 2 * chain.loc_core
+    lower, upper = chain.support_core  # stretched out of the physical support: not a measurement
+    stretched_core[((stretched_core <= lower) | (stretched_core >= upper)).any(-1)] = math.nan
+    stretched = dict(targets, core=stretched_core)
     t_wide = chain.calibrate(x, stretched)["core"]["temperature"]
     assert min(t_wide) > max(temperatures["core"])
 
