@@ -238,3 +238,17 @@ def test_catalog_transforms_are_the_standardisation_then_the_value_transform():
     torch.testing.assert_close(chain.unstandardise(block, s), value(affine(s)))
     torch.testing.assert_close(chain.standardise(block, chain.unstandardise(block, s)), s)
     assert chain.catalog_transforms(Block("gate", ("g",), "bernoulli")) == []
+
+
+def test_a_block_takes_the_student_t_base_through_its_flow_options():
+    from galppl.flows import StudentT
+
+    block = Block("z", ("z",), "spline", flow_options={"base": "student_t", "df": 4.0})
+    assert Block.from_dict(block.to_dict()) == block
+    chain = ChainModel([block], FEATURES, hidden_dim=16, head_hidden_dim=8).double()
+    assert isinstance(chain.flows["z"].base, StudentT)
+    x, z = features(20), 0.1 + 0.02 * features(20)[:, :1]
+    chain.set_standardisation(x, {"z": z})
+    distribution = chain.block_distribution(block, chain.represent(x), {})
+    assert isinstance(distribution.base_dist.base_dist, torch.distributions.StudentT)
+    assert torch.isfinite(chain.negative_log_likelihood(x, z=z))
