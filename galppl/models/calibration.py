@@ -47,6 +47,7 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
         shift_buffer = getattr(chain, f"shift_{block.name}")
         temperature_buffer = getattr(chain, f"temperature_{block.name}")
         target = targets[block.name]
+        chain.check_support(block, target)
         rows = ~torch.isnan(target).any(-1)
         if rows.sum() >= MIN_GALAXIES:
             rows = rows.nonzero().flatten()

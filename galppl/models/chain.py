@@ -387,7 +387,8 @@ class ChainModel(nn.Module):
 
         The block distributions carry the Jacobians of the standardisation and value
         transform, so numbers are comparable across models (a negative log-likelihood in the
-        units of the catalog). NaN where the block's targets are missing. Where a parent's
+        units of the catalog). NaN where the block's targets are missing, -inf where they lie
+        outside the block's physical support (the model cannot draw them). Where a parent's
         value is missing, the child's density is marginalised over that parent:
         ``log mean_k p(y | parent_k, h)`` over ``num_draws`` draws of it from the chain
         (exact when no parent is missing).
@@ -404,6 +405,9 @@ class ChainModel(nn.Module):
             lp = distribution.log_prob(self._filled(block, target))
             if lp.ndim == 2:  # conditioned on drawn parents: average the density over the draws
                 lp = torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
+            # A value outside the block's physical support has density zero: log p = -inf.
+            lower, upper = getattr(self, f"support_{block.name}").to(target.dtype)
+            lp = lp.masked_fill(((target <= lower) | (target >= upper)).any(-1), -math.inf)
             out[block.name] = lp.masked_fill(torch.isnan(target).any(-1), float("nan"))
             values[block.name] = self._observed_or_drawn(block, distribution, self.standardise(block, target), draws)
         return out
