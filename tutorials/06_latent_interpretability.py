@@ -50,7 +50,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 n, size = (1200, 32) if QUICK else (5000, 64)
 catalog = galppl.simulate(n, seed=0, image_size=size)
 order = np.random.default_rng(0).permutation(n)
-fit_ids, held_out = np.sort(catalog["galaxy"].values[order[: int(0.7 * n)]]), np.sort(catalog["galaxy"].values[order[int(0.7 * n):]])
+fit_ids = np.sort(catalog["galaxy"].values[order[: int(0.7 * n)]])
+held_out = np.sort(catalog["galaxy"].values[order[int(0.7 * n):]])
 vae = galppl.fit_vae(catalog.sel(galaxy=fit_ids), max_epochs=3 if QUICK else 40, max_seconds=None if QUICK else 240,
                      progress=not QUICK)
 vae
