@@ -13,7 +13,7 @@ The pipeline of ``fit`` (settings: :class:`~galppl.config.FitConfig`):
    inputs are left out of training and counted, never filled;
 4. the chain is trained by maximum likelihood (flow log-likelihood + MSE of the mean heads +
    Bernoulli cross-entropy) with early stopping on ``val``, then each block's residual spread
-   is temperature-scaled on ``val`` (the test galaxies are never touched).
+   is recalibrated (location shift and temperature) on ``val`` (the test galaxies are never touched).
 
 ``fit(..., ensemble=k)`` runs steps 1-3 once and step 4 for k seeds (one
 :class:`~galppl.ensemble.EnsemblePosterior`); ``fit(data, init=posterior)`` skips steps 2-3
@@ -71,7 +71,8 @@ def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]
 def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None = None, vae=None,
         init: GalaxyPosterior | None = None, ensemble: int | None = None, progress: bool = True,
         **options) -> GalaxyPosterior | EnsemblePosterior:
-    """Fit a chain posterior model and return it as a :class:`~galppl.posterior.GalaxyPosterior`.
+    """Fit a chain posterior model and return it as a :class:`~galppl.posterior.GalaxyPosterior`
+    (an :class:`~galppl.ensemble.EnsemblePosterior` with ``ensemble=k``).
 
     model: ``"props"`` (the default), ``"lines"`` or ``"joint"``, or your own chain: a sequence of
         :class:`~galppl.models.chain.Block` (e.g. ``props_blocks() + (Block(...),)``).
@@ -220,8 +221,8 @@ def _check_same_model(init: GalaxyPosterior, model) -> None:
         return
     if isinstance(model, str):
         if model != init.model:
-            raise ValueError(f"model {model!r} differs from init's model {init.model!r}: a fine-tune keeps init's chain "
-                             "(leave model out)")
+            raise ValueError(f"model {model!r} differs from init's model {init.model!r}: a fine-tune keeps "
+                             "init's chain (leave model out)")
         return
     chain = init.config.chain
     given = chain_blocks(model, num_couplings=chain.num_couplings, oh_flow=chain.oh_flow)
@@ -259,8 +260,8 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
                             config.chain_training(progress), desc=desc)
-    temperatures = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
-    return {**history.to_dict(), "temperatures": temperatures, "n_train": len(train.features),
+    calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
+    return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}
 
 

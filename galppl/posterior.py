@@ -222,15 +222,16 @@ class GalaxyPosterior:
 
         For a model fitted on one sky (the mock) and used on another (real galaxies): with every
         weight, the standardisation and the featurizer untouched, each continuous block's
-        calibration (the buffers :meth:`~galppl.models.chain.ChainModel.calibrate` sets, the
-        ``temperature_<block>`` ones) is re-fitted to maximise the
+        calibration (its ``shift_<block>`` and ``temperature_<block>`` buffers, see
+        :meth:`~galppl.models.chain.ChainModel.calibrate`) is re-fitted to maximise the
         likelihood of ``data``'s galaxies with complete inputs, in catalog units. Give
         galaxies the model was not trained on (a real validation set), never the ones you test
         on. A block is calibrated on the galaxies with all its variables; one with fewer than
         :data:`~galppl.models.calibration.MIN_GALAXIES` such galaxies keeps its calibration, with a
         warning naming it (a ValueError when no block has enough). Returns what
-        ``ChainModel.calibrate`` returns (block name -> the new calibration) and appends it, with
-        the number of galaxies and the catalog's ``source``, to ``history["recalibrations"]``.
+        ``ChainModel.calibrate`` returns, block name -> ``{"shift": [...] (standardised units),
+        "temperature": [...]}``, and appends it, with the number of galaxies and the catalog's
+        ``source``, to ``history["recalibrations"]`` (``history["calibration"]`` keeps the fit's).
         """
         validate(data)
         tensors = self.tensors(data).usable_rows()
@@ -245,8 +246,9 @@ class GalaxyPosterior:
         if short:
             warnings.warn(f"recalibrate leaves some blocks' calibration as it was: {why}", stacklevel=2)
         calibration = self.chain.calibrate(tensors.features, tensors.targets)
-        self.history.setdefault("recalibrations", []).append(
-            {"calibration": calibration, "n_galaxies": len(tensors.galaxy), "source": str(data.attrs.get("source", ""))})
+        record = {"calibration": calibration, "n_galaxies": len(tensors.galaxy),
+                  "source": str(data.attrs.get("source", ""))}
+        self.history.setdefault("recalibrations", []).append(record)
         return calibration
 
     # ------------------------------------------------------------------ persistence

@@ -115,11 +115,11 @@ def test_fine_tune_with_every_variable_trains_every_block_and_recalibrates(poste
     tuned = galppl.fit(data=small_catalog, init=posterior, **QUICK)
     assert tuned.history["frozen_blocks"] == []
     initial, tuned_state = state(posterior), state(tuned)
-    for prefix in ("flows.core.", "flows.bh.", "heads.oh_detected.", "temperature_core"):
+    for prefix in ("flows.core.", "flows.bh.", "heads.oh_detected.", "temperature_core", "shift_core"):
         assert any(not torch.equal(initial[k], tuned_state[k]) for k in initial if k.startswith(prefix)), prefix
     for prefix in ("feature_loc", "feature_scale", "loc_", "scale_"):
         assert all(torch.equal(initial[k], tuned_state[k]) for k in initial if k.startswith(prefix)), prefix
-    assert tuned.history["temperatures"] is not None and len(tuned.history["val_loss"]) == tuned.history["epochs_run"]
+    assert tuned.history["calibration"]["core"]["temperature"] != [1.0, 1.0, 1.0] and len(tuned.history["val_loss"]) == tuned.history["epochs_run"]
 
 
 def test_fine_tune_refuses_another_chain_or_other_features(tmp_path, posterior, small_catalog):

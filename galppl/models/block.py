@@ -5,7 +5,7 @@ A continuous block's distribution is one Pyro ``ConditionalTransformedDistributi
 (built by :meth:`galppl.models.chain.ChainModel.block_distribution`)::
 
     N(0, I) -> the block's conditional flow (context: h, or an embedding of h and the parents)
-            -> TemperedShift(mean(h), temperature)     standardised units
+            -> TemperedShift(mean(h), shift, temperature)  standardised units
             -> AffineTransform(loc, scale)             value-transformed catalog units
             -> the value transform's inverse           catalog units
             [-> a bounded map per variable, the place for physical ranges]
@@ -59,11 +59,12 @@ VALUE_TRANSFORMS: dict[str, Transform] = {
 
 
 class TemperedShift(Transform):
-    """``y = mean + exp(log_temperature) * x`` over the last axis: a block's residual put
-    around its mean, widened by its temperature (:meth:`ChainModel.calibrate`).
+    """``y = mean + shift + exp(log_temperature) * x`` over the last axis: a block's residual
+    put around its mean, moved by its calibration shift and widened by its temperature
+    (:meth:`ChainModel.calibrate`).
 
-    ``log_temperature`` (dim,) is read at every call and nothing is cached, so temperature
-    scaling can optimise it in place on one conditioned distribution.
+    ``shift`` and ``log_temperature`` (dim,) are read at every call and nothing is cached, so
+    recalibration can optimise them in place on one conditioned distribution.
     """
 
     domain = constraints.independent(constraints.real, 1)
@@ -71,16 +72,17 @@ class TemperedShift(Transform):
     bijective = True
     sign = +1
 
-    def __init__(self, mean: Tensor, log_temperature: Tensor):
+    def __init__(self, mean: Tensor, shift: Tensor, log_temperature: Tensor):
         super().__init__(cache_size=0)
         self.mean = mean
+        self.shift = shift
         self.log_temperature = log_temperature
 
     def _call(self, x: Tensor) -> Tensor:
-        return self.mean + torch.exp(self.log_temperature) * x
+        return self.mean + self.shift + torch.exp(self.log_temperature) * x
 
     def _inverse(self, y: Tensor) -> Tensor:
-        return (y - self.mean) / torch.exp(self.log_temperature)
+        return (y - self.mean - self.shift) / torch.exp(self.log_temperature)
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
         return self.log_temperature.sum().expand(torch.broadcast_shapes(x.shape, y.shape)[:-1])

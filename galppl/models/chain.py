@@ -47,7 +47,7 @@ from galppl.data.prepare import Standardizer
 from galppl.flows import DenseNet, build_flow
 from galppl.flows.nets import seeded, soft_clamp
 from galppl.models.block import BLOCK_KINDS, VALUE_TRANSFORMS, Block, TemperedShift, check_blocks
-from galppl.models.calibration import calibrate_temperatures
+from galppl.models.calibration import recalibrate_blocks
 from galppl.models.plate import galaxy_plate
 
 __all__ = ["BLOCK_KINDS", "VALUE_TRANSFORMS", "Block", "ChainModel", "check_blocks"]
@@ -128,7 +128,8 @@ class ChainModel(nn.Module):
         for block in self.blocks:
             self.register_buffer(f"loc_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"scale_{block.name}", torch.ones(block.dim))
-            # Post-hoc calibration (:meth:`calibrate`): the residual's spread per variable.
+            # Post-hoc calibration (:meth:`calibrate`): the residual's location and spread per variable.
+            self.register_buffer(f"shift_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"temperature_{block.name}", torch.ones(block.dim))
 
     # ------------------------------------------------------------------ units
@@ -183,19 +184,19 @@ class ChainModel(nn.Module):
         return self.representation((features - self.feature_loc) / self.feature_scale)
 
     def block_distribution(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor],
-                           log_temperature: torch.Tensor | None = None):
+                           calibration: tuple[torch.Tensor, torch.Tensor] | None = None):
         """The distribution of a block's catalog values given h (galaxy, hidden_dim) and its
         parents' standardised values ((*draws, galaxy, dim) each).
 
         Continuous: the block's flow conditioned on h (no parents) or on an embedding of h
         and the softly bounded parent values, then
         :class:`~galppl.models.block.TemperedShift` around the mean head, then
-        :meth:`catalog_transforms`; ``log_temperature`` (block dim,) replaces the logarithm of
-        the calibrated temperatures. Bernoulli: the logistic head.
+        :meth:`catalog_transforms`; ``calibration`` = (shift, log temperature), each (block dim,),
+        replaces the calibrated ones. Bernoulli: the logistic head.
         """
-        return self._distribution(block, self.heads[block.name](h), h, parents, log_temperature)
+        return self._distribution(block, self.heads[block.name](h), h, parents, calibration)
 
-    def _distribution(self, block, head, h, parents, log_temperature=None):
+    def _distribution(self, block, head, h, parents, calibration=None):
         if block.kind == "bernoulli":
             return dist.Bernoulli(logits=head["logits"]).to_event(1)
         if block.parents:
@@ -209,9 +210,9 @@ class ChainModel(nn.Module):
             )
         else:
             context = h
-        if log_temperature is None:
-            log_temperature = getattr(self, f"temperature_{block.name}").log()
-        residual_to_catalog = [TemperedShift(head["mean"], log_temperature), *self.catalog_transforms(block)]
+        if calibration is None:
+            calibration = getattr(self, f"shift_{block.name}"), getattr(self, f"temperature_{block.name}").log()
+        residual_to_catalog = [TemperedShift(head["mean"], *calibration), *self.catalog_transforms(block)]
         return self.flows[block.name].conditional(*residual_to_catalog).condition(context)
 
     def _observed_or_drawn(self, block: Block, distribution, observed: torch.Tensor, num_draws: int | None = None):
@@ -331,11 +332,12 @@ class ChainModel(nn.Module):
         return out
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
-                  max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, list]:
-        """Temperature scaling of each continuous block on held-out galaxies (catalog units);
-        block name -> temperatures. See :func:`galppl.models.calibration.calibrate_temperatures`."""
-        return calibrate_temperatures(self, features, targets, parent_draws=parent_draws,
-                                      max_galaxies=max_galaxies, max_iter=max_iter)
+                  max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, dict]:
+        """Recalibrate each continuous block's location and spread on held-out galaxies
+        (catalog units); block name -> {"shift": [...], "temperature": [...]}. See
+        :func:`galppl.models.calibration.recalibrate_blocks`."""
+        return recalibrate_blocks(self, features, targets, parent_draws=parent_draws,
+                                  max_galaxies=max_galaxies, max_iter=max_iter)
 
     @torch.no_grad()
     def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *,

@@ -1,5 +1,6 @@
 """The chain of conditional blocks: structure checks, Pyro semantics, masking, chain rule, calibration."""
 
+import copy
 import math
 
 import numpy as np
@@ -311,9 +312,9 @@ def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
     x, targets = toy_data(n=1000)
     chain = small_chain()
     chain.set_standardisation(x, targets)
-    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith("temperature_")}
+    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith(("temperature_", "shift_"))}
     nll_before = -chain.log_prob(x, targets)["core"].mean()
-    temperatures = chain.calibrate(x, targets)
+    temperatures = {name: c["temperature"] for name, c in chain.calibrate(x, targets).items()}
     nll_after = -chain.log_prob(x, targets)["core"].mean()
     assert nll_after < nll_before
     assert set(temperatures) == {"core", "bh", "oh"}
@@ -323,5 +324,19 @@ def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
             assert torch.equal(v, weights[k]), k
     # Residuals three times wider call for larger temperatures.
     stretched = dict(targets, core=targets["core"] * 3.0 - 2 * chain.loc_core)
-    t_wide = chain.calibrate(x, stretched)["core"]
+    t_wide = chain.calibrate(x, stretched)["core"]["temperature"]
     assert min(t_wide) > max(temperatures["core"])
+
+
+def test_calibration_moves_an_off_centre_block_back(fitted):
+    """Targets offset by half a standard deviation: the shift takes it up, and the held-out
+    likelihood improves beyond what a temperature alone reaches."""
+    chain, x, targets = fitted
+    chain = copy.deepcopy(chain)
+    offset = 0.5 * chain.scale_core
+    moved = dict(targets, core=targets["core"] + offset)
+    calibration = chain.calibrate(x, moved)["core"]
+    torch.testing.assert_close(torch.tensor(calibration["shift"]), torch.full((3,), 0.5), atol=0.08, rtol=0)
+    with_shift = chain.log_prob(x, moved)["core"].mean()
+    chain.shift_core.zero_()
+    assert with_shift > chain.log_prob(x, moved)["core"].mean()
