@@ -161,7 +161,9 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     through the shared representation. Within a block observed only in part (``z`` and
     ``log_mstar`` of the props core, without ``log_sfr``), the flow's likelihood term needs
     every variable, so only the mean head trains, and the flow's weights keep ``init``'s (they
-    get exactly zero gradients).
+    get exactly zero gradients). A block with fewer than
+    :data:`~galppl.models.calibration.MIN_GALAXIES` validation galaxies holding all its variables
+    keeps ``init``'s calibration (that props core, again).
 
     config: default ``init.config`` with the training settings
     :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate); ``options`` as for
