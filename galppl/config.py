@@ -42,10 +42,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["CHAIN_TRAINING", "VAE_TRAINING", "ChainConfig", "DataConfig", "FitConfig", "TrainConfig", "VAEConfig"]
+__all__ = ["CHAIN_TRAINING", "FINE_TUNING", "VAE_TRAINING", "ChainConfig", "DataConfig", "FitConfig", "TrainConfig",
+           "VAEConfig"]
 
 # The chain trains with a larger learning rate and batch, and longer, than TrainConfig's generic defaults.
 CHAIN_TRAINING = TrainConfig(lr=1e-3, batch_size=256, max_epochs=300, patience=20)
+# Fine-tuning a fitted chain on a small labelled catalog (galppl.fit(..., init=posterior)): a
+# tenth of the chain's learning rate and a shorter patience, so that a few hundred real galaxies
+# adjust the initial weights rather than overwrite them (early stopping watches their validation split).
+FINE_TUNING = TrainConfig(lr=1e-4, batch_size=128, max_epochs=200, patience=10)
 # The VAE inside a fit: the paper's learning rate, a shorter run than VAEConfig's standalone defaults.
 VAE_TRAINING = VAEConfig(lr=1e-4, max_epochs=40, patience=5)
 

@@ -13,22 +13,31 @@ The pipeline of ``fit`` (settings: :class:`~galppl.config.FitConfig`):
    inputs are left out of training and counted, never filled;
 4. the chain is trained by maximum likelihood (flow log-likelihood + MSE of the mean heads +
    Bernoulli cross-entropy) with early stopping on ``val``, then each block's residual spread
-   is temperature-scaled on ``val`` (the test galaxies are never touched).
+   is recalibrated (location shift and temperature) on ``val`` (the test galaxies are never touched).
+
+``fit(..., ensemble=k)`` runs steps 1-3 once and step 4 for k seeds (one
+:class:`~galppl.ensemble.EnsemblePosterior`); ``fit(data, init=posterior)`` skips steps 2-3
+(the featurizer and the chain's standardisation are ``init``'s) and runs step 4 from
+``init``'s weights (:func:`fine_tune`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import numbers
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
-from galppl.config import FitConfig
+from galppl.config import FINE_TUNING, FitConfig
 from galppl.data.schema import validate
-from galppl.features import Featurizer, build_features, catalog_tensors, uses_images
+from galppl.ensemble import EnsemblePosterior
+from galppl.features import CatalogTensors, Featurizer, build_features, catalog_tensors, uses_images
 from galppl.models import CHAINS, chain_blocks
 from galppl.models.chain import ChainModel
 from galppl.posterior import GalaxyPosterior
@@ -59,11 +68,13 @@ def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]
     return {name: ids[np.sort(rows)] for name, rows in split.items()}
 
 
-def fit(model="props", data: xr.Dataset | None = None, *, config: FitConfig | None = None,
-        vae=None, progress: bool = True, **options) -> GalaxyPosterior:
-    """Fit a chain posterior model and return it as a :class:`~galppl.posterior.GalaxyPosterior`.
+def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None = None, vae=None,
+        init: GalaxyPosterior | None = None, ensemble: int | None = None, progress: bool = True,
+        **options) -> GalaxyPosterior | EnsemblePosterior:
+    """Fit a chain posterior model and return it as a :class:`~galppl.posterior.GalaxyPosterior`
+    (an :class:`~galppl.ensemble.EnsemblePosterior` with ``ensemble=k``).
 
-    model: ``"props"``, ``"lines"`` or ``"joint"``, or your own chain: a sequence of
+    model: ``"props"`` (the default), ``"lines"`` or ``"joint"``, or your own chain: a sequence of
         :class:`~galppl.models.chain.Block` (e.g. ``props_blocks() + (Block(...),)``).
     data: a catalog in galppl's data model; None uses the embedded mock sky
         (``config.data.n_galaxies`` galaxies with ``config.data.image_size`` px stamps).
@@ -73,14 +84,28 @@ def fit(model="props", data: xr.Dataset | None = None, *, config: FitConfig | No
         ``split_seed=0``), a field of ``vae`` prefixed ``vae_`` (``vae_max_epochs=5``), or
         ``seed``; anything else is a TypeError naming the valid ones.
     vae: a fitted VAE to reuse (frozen) instead of fitting one.
+    init: a fitted posterior to fine-tune on ``data`` instead of fitting from scratch (see
+        :func:`fine_tune`); ``model`` then defaults to its chain.
+    ensemble: an integer k >= 2 fits k chains with seeds ``seed .. seed + k - 1`` on one split,
+        reading one featurizer (one frozen VAE), and returns them as one
+        :class:`~galppl.ensemble.EnsemblePosterior`.
     progress: show progress bars.
     """
+    if init is not None:
+        if ensemble is not None:
+            raise ValueError("galppl.fit got both init= and ensemble=: fine-tune each member of an ensemble "
+                             "with its own galppl.fit(data, init=member)")
+        return fine_tune(init, data, model=model, config=config, vae=vae, progress=progress, **options)
+    model = "props" if model is None else model
     if isinstance(model, str) and model == "vae":
         raise ValueError("galppl.fit('vae') was removed in galppl 0.3.0: fit the image VAE alone with "
                          "galppl.fit_vae(data, ...)")
     if isinstance(model, str) and model not in CHAINS:
         raise ValueError(f"unknown model {model!r}: choose one of {CHAINS}, or pass a sequence of Blocks")
     config = (config or FitConfig()).with_options(**options)
+    seeds = [config.seed] if ensemble is None else _ensemble_seeds(ensemble, config.seed)
+    if ensemble is not None:  # every member reads one mock sky and one split, whatever its own seed
+        config = config.with_options(split_seed=config.data_seed)
     blocks = chain_blocks(model, num_couplings=config.chain.num_couplings, oh_flow=config.chain.oh_flow)
     name = model if isinstance(model, str) else "custom"
     data = default_catalog(config, progress) if data is None else validate(data)
@@ -100,19 +125,146 @@ def fit(model="props", data: xr.Dataset | None = None, *, config: FitConfig | No
                                           features.sel(galaxy=split["val"]), ood_quantile=config.chain.ood_quantile,
                                           seed=config.seed)
     tensors = catalog_tensors(features, data, blocks)
-    train, val = (tensors.select(split[part]).usable_rows() for part in ("train", "val"))
+    train, val = _usable_parts(tensors, split)
+    shared_seconds = time.perf_counter() - start  # the split, VAE and featurizer: once for all members
+    members = []
+    for seed in seeds:
+        start = time.perf_counter()
+        member_config = dataclasses.replace(config, seed=seed)
+        chain = ChainModel(blocks, featurizer.feature_dim, seed=seed, **config.chain.model_options())
+        chain.set_standardisation(train.features, train.targets)
+        record = _train(chain, train, val, member_config, progress, desc=f"{name} (seed {seed})")
+        record.update(excluded_incomplete_inputs=_excluded(tensors, split),
+                      fit_seconds=shared_seconds + time.perf_counter() - start)
+        members.append(GalaxyPosterior(chain, featurizer, model=name, config=member_config, history=record,
+                                       split=split))
+    return members[0] if ensemble is None else EnsemblePosterior(members)
 
-    chain = ChainModel(blocks, featurizer.feature_dim, seed=config.seed, **config.chain.model_options())
-    chain.set_standardisation(train.features, train.targets)
+
+def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: FitConfig | None = None, vae=None,
+              progress: bool = True, **options) -> GalaxyPosterior:
+    """Fine-tune a fitted posterior (mock-trained, say) on a labelled catalog; return a new one.
+
+    ``galppl.fit(data, init=posterior)`` calls this. ``init`` is left as it is. The new model
+    keeps everything of ``init`` that the small catalog should not refit: its chain's
+    architecture and feature and target standardisation, and its featurizer (input variant,
+    frozen VAE, feature names, input ranges and out-of-distribution density). ``data`` may
+    hold any subset of the modelled variables (e.g. only ``z`` and ``log_mstar``); missing
+    values drop out of the likelihood as in any fit. ``data`` is split as ``galppl.fit`` splits
+    (no VAE share: the VAE is ``init``'s); the chain is trained from ``init``'s weights with
+    early stopping on the ``val`` galaxies, then recalibrated on them
+    (:meth:`~galppl.posterior.GalaxyPosterior.recalibrate`'s calibration).
+
+    What moves: the representation MLP (shared by every block) and the weights of each block
+    with a value for some training galaxy. The weights of a block with none (its head, flow and
+    embedding) are frozen, hence bitwise unchanged; such a block's posterior still moves
+    through the shared representation. Within a block observed only in part (``z`` and
+    ``log_mstar`` of the props core, without ``log_sfr``), the flow's likelihood term needs
+    every variable, so only the mean head trains, and the flow's weights keep ``init``'s (they
+    get exactly zero gradients). A block with fewer than
+    :data:`~galppl.models.calibration.MIN_GALAXIES` validation galaxies holding all its variables
+    keeps ``init``'s calibration (that props core, again).
+
+    config: default ``init.config`` with the training settings
+    :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate); ``options`` as for
+    ``galppl.fit``. The chain settings (inputs, sizes, flows) must be ``init``'s: a different
+    one is a ValueError naming it, as is a catalog whose features differ from ``init``'s.
+    """
+    if not isinstance(init, GalaxyPosterior):
+        raise TypeError(f"init must be a fitted GalaxyPosterior (galppl.fit or galppl.load), got {type(init).__name__}")
+    if data is None:
+        raise ValueError("fine-tuning needs a labelled catalog: galppl.fit(data=catalog, init=posterior)")
+    if vae is not None and vae is not init.vae:
+        raise ValueError("a fine-tune reads init's frozen VAE (init.vae); do not pass vae= with init=")
+    _check_same_model(init, model)
+    base = config or dataclasses.replace(init.config, train=FINE_TUNING)
+    # No galaxies are kept apart for a VAE: the VAE is init's.
+    config = base.with_options(**options).with_options(vae_fraction=0.0)
+    _check_same_chain(init, config)
+    data = validate(data)
+    if not any(v in data for v in init.variables):
+        raise ValueError(f"the catalog has none of the variables {list(init.variables)} that init models: "
+                         "nothing to fine-tune on")
+    if init.featurizer.reads_images and "image" not in data:
+        raise ValueError(f"init reads images (inputs {init.inputs!r}); the catalog has no 'image'")
+
+    start = time.perf_counter()
+    split = split_galaxies(data, config)
+    tensors = init.tensors(data)  # init's featurizer: a catalog giving other features is refused here
+    train, val = _usable_parts(tensors, split)
+    chain = copy.deepcopy(init.chain)
+    frozen = _unobserved_blocks(chain, train)
+    if len(frozen) == len(chain.blocks):
+        raise ValueError(f"no training galaxy has a value of any of {list(init.variables)}: nothing to fine-tune on")
+    parameters = [p for name in frozen for part in (chain.heads, chain.embeds, chain.flows) if name in part
+                  for p in part[name].parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}")
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+    record.update(frozen_blocks=frozen, excluded_incomplete_inputs=_excluded(tensors, split),
+                  fit_seconds=time.perf_counter() - start, init_history=init.history)
+    return GalaxyPosterior(chain, init.featurizer, model=init.model, config=config, history=record, split=split)
+
+
+def _ensemble_seeds(ensemble, seed: int) -> list[int]:
+    if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) or ensemble < 2:
+        raise ValueError(f"ensemble must be an integer >= 2 (the number of members), got {ensemble!r}; "
+                         "leave it None for one model")
+    return list(range(seed, seed + int(ensemble)))
+
+
+def _check_same_model(init: GalaxyPosterior, model) -> None:
+    """``model`` given with ``init`` must name ``init``'s chain."""
+    if model is None:
+        return
+    if isinstance(model, str):
+        if model != init.model:
+            raise ValueError(f"model {model!r} differs from init's model {init.model!r}: a fine-tune keeps "
+                             "init's chain (leave model out)")
+        return
+    chain = init.config.chain
+    given = chain_blocks(model, num_couplings=chain.num_couplings, oh_flow=chain.oh_flow)
+    if [b.to_dict() for b in given] != [b.to_dict() for b in init.chain.blocks]:
+        raise ValueError("the blocks given as model differ from init's chain: a fine-tune keeps init's chain "
+                         "(leave model out)")
+
+
+def _check_same_chain(init: GalaxyPosterior, config: FitConfig) -> None:
+    """The chain settings that fix the architecture and the inputs must be ``init``'s."""
+    for name in ("inputs", "hidden_dim", "dropout", "num_couplings", "oh_flow"):
+        ours, theirs = getattr(config.chain, name), getattr(init.config.chain, name)
+        if ours != theirs:
+            raise ValueError(f"a fine-tune keeps init's chain, fitted with {name}={theirs!r}; got {name}={ours!r}")
+
+
+def _unobserved_blocks(chain: ChainModel, train: CatalogTensors) -> list[str]:
+    """Names of the blocks without a value for any of the ``train`` galaxies."""
+    return [b.name for b in chain.blocks if not torch.isfinite(train.targets[b.name]).any()]
+
+
+def _usable_parts(tensors: CatalogTensors, split: dict) -> tuple[CatalogTensors, CatalogTensors]:
+    """The ``train`` and ``val`` galaxies with complete inputs."""
+    return tuple(tensors.select(split[part]).usable_rows() for part in ("train", "val"))
+
+
+def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
+    """Per split, the galaxies left out for incomplete inputs."""
+    return {part: int((~tensors.select(ids).usable).sum()) for part, ids in split.items()}
+
+
+def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
+           desc: str) -> dict:
+    """Train ``chain`` with early stopping on ``val``, then calibrate it there; what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
-                            config.chain_training(progress), desc=name)
-    temperatures = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
-    excluded = {part: int((~tensors.select(ids).usable).sum()) for part, ids in split.items()}
-    record = {**history.to_dict(), "temperatures": temperatures, "excluded_incomplete_inputs": excluded,
-              "fit_seconds": time.perf_counter() - start, "n_train": len(train.features),
-              "n_val": len(val.features)}
-    return GalaxyPosterior(chain, featurizer, model=name, config=config, history=record, split=split)
+                            config.chain_training(progress), desc=desc)
+    calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
+    return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
+            "n_val": len(val.features)}
 
 
 def fit_vae(data, config=None, *, progress: bool = True, **options):
@@ -136,7 +288,7 @@ def fit_vae(data, config=None, *, progress: bool = True, **options):
 
 
 def load(path):
-    """Load anything ``.save`` wrote: a ``GalaxyPosterior`` or a ``FittedVAE``."""
+    """Load anything ``.save`` wrote: a ``GalaxyPosterior``, an ``EnsemblePosterior`` or a ``FittedVAE``."""
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.exists():
@@ -144,8 +296,10 @@ def load(path):
     kind = json.loads(config_file.read_text()).get("kind")
     if kind == "posterior":
         return GalaxyPosterior.load(path)
+    if kind == "ensemble":
+        return EnsemblePosterior.load(path)
     if kind == "vae":
         from galppl.models.vae import FittedVAE
 
         return FittedVAE.load(path)
-    raise ValueError(f"{str(config_file)!r} has kind {kind!r}; expected 'posterior' or 'vae'")
+    raise ValueError(f"{str(config_file)!r} has kind {kind!r}; expected 'posterior', 'ensemble' or 'vae'")

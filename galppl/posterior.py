@@ -16,7 +16,8 @@
   ``predict`` warns with their count.
 
 ``GalaxyPosterior.log_prob(catalog)`` gives each galaxy's log density of its catalog values
-per block, in the catalog's units.
+per block, in the catalog's units. ``GalaxyPosterior.recalibrate(catalog)`` re-fits the
+chain's calibration on labelled held-out galaxies (real ones, for a mock-trained model).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import galppl
 from galppl.config import FitConfig
 from galppl.data.schema import KNOWN, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
+from galppl.models.calibration import MIN_GALAXIES
 from galppl.models.chain import Block, ChainModel
 from galppl.models.derived import add_derived
 from galppl.ood import OutOfDistributionWarning
@@ -224,6 +226,41 @@ class GalaxyPosterior:
         }
         return xr.Dataset(variables, coords={"galaxy": tensors.galaxy},
                           attrs={"galppl_version": galppl.__version__, "model": self.model, "num_draws": num_draws})
+
+    # ------------------------------------------------------------------ recalibration
+    def recalibrate(self, data: xr.Dataset) -> dict:
+        """Re-fit the chain's post-hoc calibration on labelled held-out galaxies; return it.
+
+        For a model fitted on one sky (the mock) and used on another (real galaxies): with every
+        weight, the standardisation and the featurizer untouched, each continuous block's
+        calibration (its ``shift_<block>`` and ``temperature_<block>`` buffers, see
+        :meth:`~galppl.models.chain.ChainModel.calibrate`) is re-fitted to maximise the
+        likelihood of ``data``'s galaxies with complete inputs, in catalog units. Give
+        galaxies the model was not trained on (a real validation set), never the ones you test
+        on. A block is calibrated on the galaxies with all its variables; one with fewer than
+        :data:`~galppl.models.calibration.MIN_GALAXIES` such galaxies keeps its calibration, with a
+        warning naming it (a ValueError when no block has enough). Returns what
+        ``ChainModel.calibrate`` returns, block name -> ``{"shift": [...] (standardised units),
+        "temperature": [...]}``, and appends it, with the number of galaxies and the catalog's
+        ``source``, to ``history["recalibrations"]`` (``history["calibration"]`` keeps the fit's).
+        """
+        validate(data)
+        tensors = self.tensors(data).usable_rows()
+        continuous = [b for b in self.chain.blocks if b.kind != "bernoulli"]
+        complete = {b.name: int((~torch.isnan(tensors.targets[b.name]).any(-1)).sum()) for b in continuous}
+        short = [b for b in continuous if complete[b.name] < MIN_GALAXIES]
+        why = "; ".join(f"block {b.name!r} needs {', '.join(b.variables)} together and {complete[b.name]} of "
+                        f"{len(tensors.galaxy)} usable galaxies have them" for b in short)
+        if len(short) == len(continuous):
+            raise ValueError(f"no block can be recalibrated on this catalog (at least {MIN_GALAXIES} galaxies "
+                             f"each): {why}")
+        if short:
+            warnings.warn(f"recalibrate leaves some blocks' calibration as it was: {why}", stacklevel=2)
+        calibration = self.chain.calibrate(tensors.features, tensors.targets)
+        record = {"calibration": calibration, "n_galaxies": len(tensors.galaxy),
+                  "source": str(data.attrs.get("source", ""))}
+        self.history.setdefault("recalibrations", []).append(record)
+        return calibration
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:

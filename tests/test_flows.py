@@ -371,3 +371,65 @@ def test_dense_net_names_its_outputs_and_starts_near_zero():
     assert default.layers[-1].weight.std() > 10 * LAST_LAYER_INIT_STD  # torch's default init
     with pytest.raises(ValueError, match="initial_bias names 'scale'; the outputs are \\['shift'\\]"):
         DenseNet(3, (4,), {"shift": 1}, initial_bias={"scale": 1.0})
+
+
+# ------------------------------------------------------------------ the Student-t base
+@pytest.mark.parametrize(("kind", "dim"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("df", [None, 3.0], ids=["learned-df", "fixed-df"])
+def test_student_t_base_log_prob_is_change_of_variables_with_the_t_density(kind, dim, df):
+    from scipy import stats
+
+    flow = build_flow(kind, dim, CONTEXT_DIM, base="student_t", df=df, hidden_dims=(16,), seed=0,
+                      **({"num_couplings": 3} if kind == "realnvp" else {})).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(7), dtype=p.dtype))
+    d = flow(contexts(6))
+    y = wide_points((4, 6), dim)
+    x = inverse(d, y.clone())
+    _, log_det = forward_with_log_det(d, x.clone())
+    nu = flow.base.df.detach().numpy()
+    by_hand = torch.as_tensor(stats.t.logpdf(x.detach().numpy(), nu).sum(-1)) - log_det
+    torch.testing.assert_close(flow(contexts(6)).log_prob(y), by_hand, atol=1e-8, rtol=1e-8)
+    if df is not None:
+        torch.testing.assert_close(flow.base.df, torch.full((dim,), df, dtype=torch.float64))
+
+
+def test_student_t_base_integrates_to_one_and_has_heavier_tails_than_the_normal():
+    t_flow, normal = perturbed_flow("affine", 1), perturbed_flow("affine", 1)
+    t_flow.use_base("student_t", 2.5)
+    grid = torch.linspace(-4000, 4000, 800001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        log_t, log_normal = t_flow(contexts(seed=5)).log_prob(grid), normal(contexts(seed=5)).log_prob(grid)
+    assert abs(torch.trapezoid(log_t.exp(), grid[:, 0]).item() - 1) < 2e-3
+    assert log_t[0] > log_normal[0] + 100 and log_t[-1] > log_normal[-1] + 100
+
+
+def test_learned_df_trains_saves_and_loads(tmp_path):
+    flow = build_flow("affine", 1, CONTEXT_DIM, base="student_t", hidden_dims=(16,))
+    assert flow.base.df.item() == pytest.approx(10.0)
+    assert "base.df_parameter" in dict(flow.named_parameters())
+    # Data from a Student-t with 1.5 degrees of freedom: maximum likelihood finds them.
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    data = torch.distributions.StudentT(1.5).sample((2000, 1))
+    context = torch.randn(2000, CONTEXT_DIM, generator=g)
+    optimiser = torch.optim.Adam(flow.parameters(), lr=0.1)
+    for _ in range(150):
+        optimiser.zero_grad()
+        (-flow(context).log_prob(data).mean()).backward()
+        optimiser.step()
+    assert flow.base.df.item() == pytest.approx(1.5, abs=0.2)
+    torch.save(flow.state_dict(), tmp_path / "flow.pt")
+    again = build_flow("affine", 1, CONTEXT_DIM, base="student_t", hidden_dims=(16,))
+    again.load_state_dict(torch.load(tmp_path / "flow.pt"))
+    torch.testing.assert_close(again.base.df, flow.base.df)
+
+
+def test_student_t_base_rejects_bad_settings():
+    with pytest.raises(ValueError, match=r"unknown flow base 'laplace'; choose one of \('normal', 'student_t'\)"):
+        build_flow("affine", 1, CONTEXT_DIM, base="laplace")
+    with pytest.raises(ValueError, match="the 'normal' base takes no df"):
+        build_flow("affine", 1, CONTEXT_DIM, df=3.0)
+    with pytest.raises(ValueError, match=r"df must be a finite number > 0.*got -1"):
+        build_flow("spline", 1, CONTEXT_DIM, base="student_t", df=-1)

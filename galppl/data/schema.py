@@ -39,23 +39,36 @@ class Variable:
     description: str
     lower: float | None = None  # smallest physically possible value (NaN always allowed)
     upper: float | None = None
+    # The open interval (lo, hi) a model's draws of this target are confined to (a bounded
+    # bijection ends each block, galppl.models.block.SaturatingBoundsTransform); training
+    # values outside it, or on an end, are an error. Narrower than lower/upper, which say
+    # what a catalog may hold: a valid catalog can have galaxies the models do not cover.
+    support: tuple[float, float] | None = None
 
+
+# Fibre line fluxes have no physical lower limit (noise makes faint lines negative) and no
+# sharp upper one; +-1e8 (1e-9 erg s-1 cm-2 in a 3" fibre, ~1e4x the brightest SDSS lines,
+# ~1e5x their largest errors) is a support no measured flux approaches. It is there to keep
+# draws finite: the signed log1p a line block models in is exponential on the way back.
+FLUX_SUPPORT = (-1e8, 1e8)
 
 # Targets: what the models infer. Lines are fibre fluxes and may be negative (noise).
 TARGETS: dict[str, Variable] = {
-    "log_mstar": Variable(("galaxy",), "dex(Msun)", "log10 stellar mass", 5.0, 13.5),
-    "log_sfr": Variable(("galaxy",), "dex(Msun yr-1)", "log10 total star formation rate", -6.0, 4.0),
-    "z": Variable(("galaxy",), "", "spectroscopic redshift", -0.01, 7.0),
+    "log_mstar": Variable(("galaxy",), "dex(Msun)", "log10 stellar mass", 5.0, 13.5, (6.0, 13.0)),
+    "log_sfr": Variable(("galaxy",), "dex(Msun yr-1)", "log10 total star formation rate", -6.0, 4.0, (-5.0, 3.0)),
+    # SDSS main-sample spectroscopic redshifts; z <= 0 is a star or a blueshifted neighbour.
+    "z": Variable(("galaxy",), "", "spectroscopic redshift", -0.01, 7.0, (0.0, 0.4)),
     "sigma": Variable(("galaxy",), "km s-1", "stellar velocity dispersion", 0.0, 2000.0),
     "log_mbh": Variable(
-        ("galaxy",), "dex(Msun)", "log10 central black-hole mass (McConnell & Ma 2013 M-sigma)", 3.0, 12.0
+        ("galaxy",), "dex(Msun)", "log10 central black-hole mass (McConnell & Ma 2013 M-sigma)", 3.0, 12.0,
+        (4.0, 11.0),
     ),
-    "oh": Variable(("galaxy",), "dex", "gas-phase metallicity 12+log(O/H)", 7.0, 10.0),
+    "oh": Variable(("galaxy",), "dex", "gas-phase metallicity 12+log(O/H)", 7.0, 10.0, (7.0, 9.7)),
     "oh_detected": Variable(("galaxy",), "", "1 if 12+log(O/H) is measurable, else 0", 0, 1),
-    "flux_halpha": Variable(("galaxy",), FLUX_UNIT, "H-alpha 6563 fibre flux"),
-    "flux_hbeta": Variable(("galaxy",), FLUX_UNIT, "H-beta 4861 fibre flux"),
-    "flux_nii": Variable(("galaxy",), FLUX_UNIT, "[N II] 6584 fibre flux"),
-    "flux_oiii": Variable(("galaxy",), FLUX_UNIT, "[O III] 5007 fibre flux"),
+    "flux_halpha": Variable(("galaxy",), FLUX_UNIT, "H-alpha 6563 fibre flux", support=FLUX_SUPPORT),
+    "flux_hbeta": Variable(("galaxy",), FLUX_UNIT, "H-beta 4861 fibre flux", support=FLUX_SUPPORT),
+    "flux_nii": Variable(("galaxy",), FLUX_UNIT, "[N II] 6584 fibre flux", support=FLUX_SUPPORT),
+    "flux_oiii": Variable(("galaxy",), FLUX_UNIT, "[O III] 5007 fibre flux", support=FLUX_SUPPORT),
 }
 LINE_FLUXES = ("flux_halpha", "flux_hbeta", "flux_nii", "flux_oiii")
 PROPERTIES = ("log_mstar", "log_sfr", "z", "log_mbh", "oh")
@@ -87,6 +100,16 @@ QUALITY_BITS: dict[str, int] = {
 QUALITY = Variable(("galaxy",), "", "bitmask of input problems (see flag_meanings)")
 
 KNOWN: dict[str, Variable] = {**TARGETS, **ERRORS, **OBSERVABLES, "quality": QUALITY}
+
+
+def support(name: str) -> tuple[float, float]:
+    """The open interval a model's draws of target ``name`` stay in, in its catalog units:
+    its declared ``support``, or (-inf, inf) for a variable the schema gives none (a
+    Bernoulli gate, a user's own target)."""
+    var = TARGETS.get(name)
+    if var is None or var.support is None:
+        return (-np.inf, np.inf)
+    return var.support
 
 # Units a variable may carry instead of its spec's. "relative": display-stretched colour
 # composites (SDSS gri JPEGs, values 0-1) that are not flux-calibrated; calling them

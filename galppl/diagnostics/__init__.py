@@ -1,8 +1,11 @@
-"""Diagnostics of galppl posteriors: accuracy, calibration, uncertainty split, detectability, BPT.
+"""Diagnostics of galppl posteriors: accuracy, calibration, uncertainty split, detectability, BPT,
+and the latent-space interpretability of the image VAE.
 
-Every function takes an ``arviz.InferenceData`` with ``posterior`` draws (chain, draw, galaxy)
-and the truth in ``observed_data`` (galaxy,), and returns an ``xarray.Dataset``; plots return a
-``matplotlib.figure.Figure``. `report` writes all of them into one Markdown report.
+Every posterior diagnostic takes an ``arviz.InferenceData`` with ``posterior`` draws (chain, draw,
+galaxy) and the truth in ``observed_data`` (galaxy,), and returns an ``xarray.Dataset``; plots
+return a ``matplotlib.figure.Figure``. `report` writes all of them into one Markdown report. The
+interpretability functions (`latent_regression`, `perturbation_strip`, `latent_embeddings`) take
+the VAE's latent means and a catalog instead.
 """
 
 from ._checks import DiagnosticsError
@@ -12,6 +15,8 @@ from .calibration import coverage, pit, pit_uniformity, tarp, tarp_coverage
 from .conditional import binned_calibration, conditional_calibration
 from .detection import detection
 from .goals import calibration_goals
+from .interpret import latent_embedding, latent_embeddings, latent_regression, perturbation_strip, separation_accuracy
+from .interpret_plots import gri_to_rgb, plot_latent_embeddings, plot_perturbation_strip
 from .lines_plots import plot_bpt, plot_lines_corner, plot_lines_pred_vs_true
 from .plots import (
     plot_conditional_calibration,
@@ -38,14 +43,21 @@ __all__ = [
     "conditional_calibration",
     "coverage",
     "detection",
+    "gri_to_rgb",
+    "latent_embedding",
+    "latent_embeddings",
+    "latent_regression",
     "mean_bpt_ratios",
     "pit",
     "pit_uniformity",
     "plot_bpt",
     "plot_conditional_calibration",
     "plot_coverage",
+    "plot_latent_embeddings",
     "plot_lines_corner",
     "plot_lines_pred_vs_true",
+    "perturbation_strip",
+    "plot_perturbation_strip",
     "plot_pit_ecdf",
     "plot_pred_vs_true",
     "plot_reliability",
@@ -55,6 +67,7 @@ __all__ = [
     "point_metrics",
     "report",
     "sbc",
+    "separation_accuracy",
     "tarp",
     "tarp_coverage",
     "uncertainty_split",

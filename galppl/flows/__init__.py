@@ -4,7 +4,9 @@ Usage reads ``flow(c).log_prob(x)`` and ``pyro.sample("x", flow(c), obs=x)``: th
 Pyro ``TransformedDistribution`` has ``batch_shape = c.shape[:-1]`` and
 ``event_shape = (dim,)``, so it sits directly under ``pyro.plate("galaxy", B)``.
 
-Every flow is a :class:`ConditionalFlow`: a standard-normal base and a list of Pyro
+Every flow is a :class:`ConditionalFlow`: a base distribution (standard Normal, or with
+``base="student_t"`` a Student-t with fixed or learned degrees of freedom, for residuals
+with an outlier tail) and a list of Pyro
 ``ConditionalTransformModule`` s, each built from :class:`DenseNet` (one MLP with named
 outputs). The kinds, all built as ``kind(dim, context_dim, **options)``:
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 
-from .base import ConditionalFlow, StandardNormal
+from .base import BASES, ConditionalFlow, StandardNormal, StudentT, build_base
 from .nets import DenseNet
 from .realnvp import ConditionalRealNVP, RealNVPCoupling, RealNVPCouplingTransform, coupling_permutations
 from .univariate import (
@@ -32,6 +34,7 @@ from .univariate import (
 )
 
 __all__ = [
+    "BASES",
     "FLOW_KINDS",
     "ConditionalAffine1d",
     "ConditionalFlow",
@@ -44,6 +47,8 @@ __all__ = [
     "RealNVPCoupling",
     "RealNVPCouplingTransform",
     "StandardNormal",
+    "StudentT",
+    "build_base",
     "build_flow",
     "coupling_permutations",
     "rational_quadratic_spline",
@@ -56,13 +61,17 @@ FLOW_KINDS: dict[str, type[ConditionalFlow]] = {
 }
 
 
-def build_flow(kind: str, dim: int, context_dim: int, **options) -> ConditionalFlow:
+def build_flow(kind: str, dim: int, context_dim: int, *, base: str = "normal", df: float | None = None,
+               **options) -> ConditionalFlow:
     """Build a conditional flow p(x | context) of the given kind.
 
     Args:
         kind: "realnvp" (needs dim >= 2), "affine" or "spline" (need dim == 1).
         dim: dimension of x.
         context_dim: dimension of the conditioning vector.
+        base: the base distribution, one of :data:`BASES`: "normal" (the default) or
+            "student_t" (heavy tails: outliers cost less likelihood and get wider intervals).
+        df: the Student-t's degrees of freedom, fixed (> 0); None learns them per coordinate.
         **options: keyword arguments of the chosen class (e.g. ``num_couplings``,
             ``hidden_dims``, ``seed``); an option the class does not take is a ValueError.
     """
@@ -72,5 +81,8 @@ def build_flow(kind: str, dim: int, context_dim: int, **options) -> ConditionalF
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("dim", "context_dim")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"flow kind {kind!r} does not take option(s) {unknown}; it takes {accepted}")
-    return cls(dim, context_dim, **options)
+        raise ValueError(f"flow kind {kind!r} does not take option(s) {unknown}; it takes {accepted + ['base', 'df']}")
+    flow = cls(dim, context_dim, **options)
+    if base != "normal" or df is not None:
+        flow.use_base(base, df)
+    return flow

@@ -5,12 +5,14 @@ A continuous block's distribution is one Pyro ``ConditionalTransformedDistributi
 (built by :meth:`galppl.models.chain.ChainModel.block_distribution`)::
 
     N(0, I) -> the block's conditional flow (context: h, or an embedding of h and the parents)
-            -> TemperedShift(mean(h), temperature)     standardised units
+            -> TemperedShift(mean(h), shift, temperature)  standardised units
             -> AffineTransform(loc, scale)             value-transformed catalog units
             -> the value transform's inverse           catalog units
-            [-> a bounded map per variable, the place for physical ranges]
+            -> SaturatingBoundsTransform                catalog units, inside each
+                                                        variable's physical support
 
-so ``log_prob`` in catalog units carries every Jacobian itself.
+so ``log_prob`` in catalog units carries every Jacobian itself, and no draw can leave the
+supports declared in :data:`galppl.data.schema.TARGETS`, whatever the inputs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Transform, constraints
 from torch.distributions.transforms import identity_transform
+
+from galppl.data.schema import support
 
 BLOCK_KINDS = ("realnvp", "affine", "spline", "bernoulli")
 
@@ -58,12 +62,24 @@ VALUE_TRANSFORMS: dict[str, Transform] = {
 }
 
 
-class TemperedShift(Transform):
-    """``y = mean + exp(log_temperature) * x`` over the last axis: a block's residual put
-    around its mean, widened by its temperature (:meth:`ChainModel.calibrate`).
+# Width of the saturation zone at each end of a support, as a fraction of the support's
+# width (z: 0.01, log M*: 0.175 dex): the bounded map is the identity between the zones,
+# where (nearly) all galaxies lie, so a model's numbers there are exactly those without it.
+SUPPORT_MARGIN = 0.025
 
-    ``log_temperature`` (dim,) is read at every call and nothing is cached, so temperature
-    scaling can optimise it in place on one conditioned distribution.
+
+class SaturatingBoundsTransform(Transform):
+    """An elementwise bijection R -> (lower, upper) that is the identity on
+    ``[lower + m, upper - m]`` and saturates exponentially beyond: above ``a = upper - m``,
+    ``y = upper - m exp(-(x - a) / m)`` (value and slope continuous at ``a``), the mirror
+    image below ``lower + m``. ``m = SUPPORT_MARGIN * (upper - lower)``; an infinite bound
+    leaves that side the identity.
+
+    ``lower``/``upper`` (dim,) in the units of x. log |dy/dx| = log((upper - y) / m) in the
+    upper zone (the lower one alike), 0 in between; computed from ``y``, so it stays finite
+    however far out ``x`` is. Outputs are kept strictly inside the bounds at the dtype's
+    resolution (where the exponential rounds onto a bound), so every draw lies inside and
+    has a finite log density; a value outside (or on) the bounds maps back to +-inf.
     """
 
     domain = constraints.independent(constraints.real, 1)
@@ -71,16 +87,73 @@ class TemperedShift(Transform):
     bijective = True
     sign = +1
 
-    def __init__(self, mean: Tensor, log_temperature: Tensor):
+    def __init__(self, lower: Tensor, upper: Tensor):
+        super().__init__(cache_size=1)
+        if not (lower < upper).all():
+            raise ValueError(f"each lower bound must be below its upper bound, got {lower.tolist()} and {upper.tolist()}")
+        width = upper - lower
+        self.lower, self.upper = lower, upper
+        # An infinite side keeps margin 1 (any positive number): its zone is never entered.
+        self.margin = torch.where(torch.isfinite(width), SUPPORT_MARGIN * width, torch.ones_like(width))
+        self.inner_lower, self.inner_upper = lower + self.margin, upper - self.margin
+        # The representable values nearest each bound, strictly inside it.
+        self.lowest = torch.nextafter(lower, upper)
+        self.highest = torch.nextafter(upper, lower)
+
+    def _call(self, x: Tensor) -> Tensor:
+        above = torch.relu(x - self.inner_upper) / self.margin
+        below = torch.relu(self.inner_lower - x) / self.margin
+        # clamp, not x - excess: x far out minus its excess would cancel catastrophically.
+        y = x.clamp(self.inner_lower, self.inner_upper) - self.margin * (torch.expm1(-above) - torch.expm1(-below))
+        return y.clamp(self.lowest, self.highest)
+
+    def _gaps(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """exp(-excess / m) above and below: 1 in the identity zone, -> 0 at the bounds, 0 beyond."""
+        above = ((self.upper - y) / self.margin).clamp(0.0, 1.0)
+        below = ((y - self.lower) / self.margin).clamp(0.0, 1.0)
+        return above, below
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        above, below = self._gaps(y)
+        return y.clamp(self.inner_lower, self.inner_upper) - self.margin * (above.log() - below.log())
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        above, below = self._gaps(y)
+        return (above.log() + below.log()).sum(-1)
+
+
+def block_support(block: Block) -> tuple[Tensor, Tensor]:
+    """(lower, upper), float64 tensors (block dim,) of each variable's support
+    (:func:`galppl.data.schema.support`; +-inf where the schema declares none)."""
+    bounds = torch.tensor([support(v) for v in block.variables], dtype=torch.float64)
+    return bounds[:, 0], bounds[:, 1]
+
+
+class TemperedShift(Transform):
+    """``y = mean + shift + exp(log_temperature) * x`` over the last axis: a block's residual
+    put around its mean, moved by its calibration shift and widened by its temperature
+    (:meth:`ChainModel.calibrate`).
+
+    ``shift`` and ``log_temperature`` (dim,) are read at every call and nothing is cached, so
+    recalibration can optimise them in place on one conditioned distribution.
+    """
+
+    domain = constraints.independent(constraints.real, 1)
+    codomain = constraints.independent(constraints.real, 1)
+    bijective = True
+    sign = +1
+
+    def __init__(self, mean: Tensor, shift: Tensor, log_temperature: Tensor):
         super().__init__(cache_size=0)
         self.mean = mean
+        self.shift = shift
         self.log_temperature = log_temperature
 
     def _call(self, x: Tensor) -> Tensor:
-        return self.mean + torch.exp(self.log_temperature) * x
+        return self.mean + self.shift + torch.exp(self.log_temperature) * x
 
     def _inverse(self, y: Tensor) -> Tensor:
-        return (y - self.mean) / torch.exp(self.log_temperature)
+        return (y - self.mean - self.shift) / torch.exp(self.log_temperature)
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
         return self.log_temperature.sum().expand(torch.broadcast_shapes(x.shape, y.shape)[:-1])

@@ -46,8 +46,16 @@ from torch.distributions import AffineTransform, ComposeTransform, Transform
 from galppl.data.prepare import Standardizer
 from galppl.flows import DenseNet, build_flow
 from galppl.flows.nets import seeded, soft_clamp
-from galppl.models.block import BLOCK_KINDS, VALUE_TRANSFORMS, Block, TemperedShift, check_blocks
-from galppl.models.calibration import calibrate_temperatures
+from galppl.models.block import (
+    BLOCK_KINDS,
+    VALUE_TRANSFORMS,
+    Block,
+    SaturatingBoundsTransform,
+    TemperedShift,
+    block_support,
+    check_blocks,
+)
+from galppl.models.calibration import recalibrate_blocks
 from galppl.models.plate import galaxy_plate
 
 __all__ = ["BLOCK_KINDS", "VALUE_TRANSFORMS", "Block", "ChainModel", "check_blocks"]
@@ -128,8 +136,12 @@ class ChainModel(nn.Module):
         for block in self.blocks:
             self.register_buffer(f"loc_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"scale_{block.name}", torch.ones(block.dim))
-            # Post-hoc calibration (:meth:`calibrate`): the residual's spread per variable.
+            # Post-hoc calibration (:meth:`calibrate`): the residual's location and spread per variable.
+            self.register_buffer(f"shift_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"temperature_{block.name}", torch.ones(block.dim))
+            # Physical supports (lower, upper) from the schema: not saved, so a model saved
+            # before they existed loads, and one saved with them follows the schema it runs with.
+            self.register_buffer(f"support_{block.name}", torch.stack(block_support(block)).float(), persistent=False)
 
     # ------------------------------------------------------------------ units
     @property
@@ -145,18 +157,46 @@ class ChainModel(nn.Module):
         _fit_loc_scale(self.feature_loc, self.feature_scale, features, "features", None)
         for block in self.blocks:
             if block.kind != "bernoulli":
-                values = VALUE_TRANSFORMS[block.transform](targets[block.name])
+                self.check_support(block, targets[block.name])
+                # Catalog values -> the modelled units: the inverse of every catalog transform but the affine.
+                values = ComposeTransform(self.catalog_transforms(block)[1:]).inv(targets[block.name])
                 _fit_loc_scale(getattr(self, f"loc_{block.name}"), getattr(self, f"scale_{block.name}"), values,
                                f"block {block.name!r}", block.variables)
 
     def catalog_transforms(self, block: Block) -> list[Transform]:
         """Maps of a block's standardised values to catalog units, in order: the
-        standardisation's affine (loc, scale), then the inverse of the value transform.
-        Empty for a Bernoulli block. (A per-variable bounded map, physical ranges, goes last.)"""
+        standardisation's affine (loc, scale), the inverse of the value transform, then,
+        where the schema declares physical supports for its variables, the bounded map
+        :class:`~galppl.models.block.SaturatingBoundsTransform` onto them (the identity
+        away from their ends). Empty for a Bernoulli block."""
         if block.kind == "bernoulli":
             return []
         loc, scale = getattr(self, f"loc_{block.name}"), getattr(self, f"scale_{block.name}")
-        return [AffineTransform(loc, scale, event_dim=1), VALUE_TRANSFORMS[block.transform].inv]
+        transforms = [AffineTransform(loc, scale, event_dim=1), VALUE_TRANSFORMS[block.transform].inv]
+        lower, upper = getattr(self, f"support_{block.name}")
+        if torch.isfinite(lower).any() or torch.isfinite(upper).any():
+            transforms.append(SaturatingBoundsTransform(lower, upper))
+        return transforms
+
+    def check_support(self, block: Block, values: torch.Tensor) -> None:
+        """A ValueError naming the variable, the count, the support and example rows where
+        a block's catalog values (galaxy, block dim) lie outside (or on an end of) its
+        variables' supports; NaN (missing) is allowed. Such values are never clipped: a
+        model cannot draw them, so they must be set missing or their galaxies left out."""
+        if block.kind == "bernoulli":
+            return
+        lower, upper = getattr(self, f"support_{block.name}").to(values.dtype)
+        outside = (values <= lower) | (values >= upper)  # False for NaN
+        if not outside.any():
+            return
+        column = int(outside.any(0).nonzero()[0])
+        rows = outside[:, column].nonzero().flatten()
+        raise ValueError(
+            f"block {block.name!r}: {len(rows)} value(s) of {block.variables[column]!r} lie outside its physical "
+            f"support ({lower[column].item():g}, {upper[column].item():g}) (galaxy rows {rows[:5].tolist()}, "
+            f"e.g. {values[rows[0], column].item():g}); the model cannot draw them. Set them missing (NaN) or "
+            f"leave those galaxies out; the supports are declared in galppl.data.schema.TARGETS"
+        )
 
     def standardise(self, block: Block, values: torch.Tensor) -> torch.Tensor:
         """Catalog values of a block -> the standardised space its flow lives in."""
@@ -183,19 +223,19 @@ class ChainModel(nn.Module):
         return self.representation((features - self.feature_loc) / self.feature_scale)
 
     def block_distribution(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor],
-                           log_temperature: torch.Tensor | None = None):
+                           calibration: tuple[torch.Tensor, torch.Tensor] | None = None):
         """The distribution of a block's catalog values given h (galaxy, hidden_dim) and its
         parents' standardised values ((*draws, galaxy, dim) each).
 
         Continuous: the block's flow conditioned on h (no parents) or on an embedding of h
         and the softly bounded parent values, then
         :class:`~galppl.models.block.TemperedShift` around the mean head, then
-        :meth:`catalog_transforms`; ``log_temperature`` (block dim,) replaces the logarithm of
-        the calibrated temperatures. Bernoulli: the logistic head.
+        :meth:`catalog_transforms`; ``calibration`` = (shift, log temperature), each (block dim,),
+        replaces the calibrated ones. Bernoulli: the logistic head.
         """
-        return self._distribution(block, self.heads[block.name](h), h, parents, log_temperature)
+        return self._distribution(block, self.heads[block.name](h), h, parents, calibration)
 
-    def _distribution(self, block, head, h, parents, log_temperature=None):
+    def _distribution(self, block, head, h, parents, calibration=None):
         if block.kind == "bernoulli":
             return dist.Bernoulli(logits=head["logits"]).to_event(1)
         if block.parents:
@@ -209,9 +249,9 @@ class ChainModel(nn.Module):
             )
         else:
             context = h
-        if log_temperature is None:
-            log_temperature = getattr(self, f"temperature_{block.name}").log()
-        residual_to_catalog = [TemperedShift(head["mean"], log_temperature), *self.catalog_transforms(block)]
+        if calibration is None:
+            calibration = getattr(self, f"shift_{block.name}"), getattr(self, f"temperature_{block.name}").log()
+        residual_to_catalog = [TemperedShift(head["mean"], *calibration), *self.catalog_transforms(block)]
         return self.flows[block.name].conditional(*residual_to_catalog).condition(context)
 
     def _observed_or_drawn(self, block: Block, distribution, observed: torch.Tensor, num_draws: int | None = None):
@@ -288,6 +328,8 @@ class ChainModel(nn.Module):
     def _check_targets(self, targets: dict) -> None:
         if set(targets) != {b.name for b in self.blocks}:
             raise ValueError(f"targets must name every block {[b.name for b in self.blocks]}, got {sorted(targets)}")
+        for block in self.blocks:
+            self.check_support(block, targets[block.name])
 
     def _teacher_forced_terms(self, h: torch.Tensor, targets: dict[str, torch.Tensor], values: dict):
         """Yield, block by block, what the likelihood of observed targets is made of.
@@ -331,11 +373,12 @@ class ChainModel(nn.Module):
         return out
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
-                  max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, list]:
-        """Temperature scaling of each continuous block on held-out galaxies (catalog units);
-        block name -> temperatures. See :func:`galppl.models.calibration.calibrate_temperatures`."""
-        return calibrate_temperatures(self, features, targets, parent_draws=parent_draws,
-                                      max_galaxies=max_galaxies, max_iter=max_iter)
+                  max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, dict]:
+        """Recalibrate each continuous block's location and spread on held-out galaxies
+        (catalog units); block name -> {"shift": [...], "temperature": [...]}. See
+        :func:`galppl.models.calibration.recalibrate_blocks`."""
+        return recalibrate_blocks(self, features, targets, parent_draws=parent_draws,
+                                  max_galaxies=max_galaxies, max_iter=max_iter)
 
     @torch.no_grad()
     def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
@@ -344,7 +387,8 @@ class ChainModel(nn.Module):
 
         The block distributions carry the Jacobians of the standardisation and value
         transform, so numbers are comparable across models (a negative log-likelihood in the
-        units of the catalog). NaN where the block's targets are missing. Where a parent's
+        units of the catalog). NaN where the block's targets are missing, -inf where they lie
+        outside the block's physical support (the model cannot draw them). Where a parent's
         value is missing, the child's density is marginalised over that parent:
         ``log mean_k p(y | parent_k, h)`` over ``num_draws`` draws of it from the chain
         (exact when no parent is missing).
@@ -361,6 +405,9 @@ class ChainModel(nn.Module):
             lp = distribution.log_prob(self._filled(block, target))
             if lp.ndim == 2:  # conditioned on drawn parents: average the density over the draws
                 lp = torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
+            # A value outside the block's physical support has density zero: log p = -inf.
+            lower, upper = getattr(self, f"support_{block.name}").to(target.dtype)
+            lp = lp.masked_fill(((target <= lower) | (target >= upper)).any(-1), -math.inf)
             out[block.name] = lp.masked_fill(torch.isnan(target).any(-1), float("nan"))
             values[block.name] = self._observed_or_drawn(block, distribution, self.standardise(block, target), draws)
         return out

@@ -63,19 +63,21 @@ def test_signed_log1p_log_det_matches_autograd(transform):
 # ------------------------------------------------------------------ the mean and temperature
 def test_tempered_shift_inverts_and_its_log_det_matches_autograd():
     mean = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64)
+    shift = torch.tensor([0.1, -0.2], dtype=torch.float64)
     log_t = torch.tensor([0.3, -0.7], dtype=torch.float64)
-    t = TemperedShift(mean, log_t)
+    t = TemperedShift(mean, shift, log_t)
     x = torch.randn(5, 2, 2, dtype=torch.float64)
     y = t(x)
-    torch.testing.assert_close(y, mean + log_t.exp() * x)
+    torch.testing.assert_close(y, mean + shift + log_t.exp() * x)
     torch.testing.assert_close(t.inv(y.clone()), x)
-    jacobian = torch.autograd.functional.jacobian(lambda v: TemperedShift(mean[0], log_t)(v), x[0, 0])
+    jacobian = torch.autograd.functional.jacobian(lambda v: TemperedShift(mean[0], shift, log_t)(v), x[0, 0])
     assert t.log_abs_det_jacobian(x, y).shape == (5, 2)
     torch.testing.assert_close(t.log_abs_det_jacobian(x, y)[0, 0], torch.linalg.slogdet(jacobian).logabsdet)
-    # The temperature is read at every call: an in-place change shows in the next one.
+    # Shift and temperature are read at every call: an in-place change shows in the next one.
     with torch.no_grad():
         log_t.add_(1.0)
-    torch.testing.assert_close(t(x), mean + log_t.exp() * x)
+        shift.add_(0.5)
+    torch.testing.assert_close(t(x), mean + shift + log_t.exp() * x)
 
 
 # ------------------------------------------------------------------ the block distribution
@@ -159,31 +161,38 @@ def test_sampled_values_score_as_their_path_through_the_flow():
     torch.testing.assert_close(d.log_prob(y.clone()), d.base_dist.log_prob(eps) - log_det, atol=1e-8, rtol=1e-8)
 
 
-def test_temperature_scales_only_the_residual_and_calibration_only_the_temperatures():
+def test_temperature_scales_only_the_residual_and_calibration_only_shift_and_temperature():
     chain, targets = chain_with_perturbed_weights()
     x = features(50)
     h = chain.represent(x)
     block = chain.blocks[0]
     y = targets["lines"]
-    log_t = chain.temperature_lines.log()
+    shift, log_t = chain.shift_lines, chain.temperature_lines.log()
     d = chain.block_distribution(block, h, {})
-    torch.testing.assert_close(chain.block_distribution(block, h, {}, log_temperature=log_t).log_prob(y), d.log_prob(y))
+    torch.testing.assert_close(chain.block_distribution(block, h, {}, calibration=(shift, log_t)).log_prob(y),
+                               d.log_prob(y))
     # Doubling the temperature: the residual's density at half the residual, minus log 2 per variable.
-    wider = chain.block_distribution(block, h, {}, log_temperature=log_t + math.log(2.0)).log_prob(y)
+    wider = chain.block_distribution(block, h, {}, calibration=(shift, log_t + math.log(2.0))).log_prob(y)
     standardised = chain.standardise(block, y)
     mean = chain.heads["lines"](h)["mean"]
     residual = (standardised - mean) / (2 * chain.temperature_lines)
     expected = (chain.flows["lines"](h).log_prob(residual) - (2 * chain.temperature_lines).log().sum()
                 - torch.log1p(y.abs()).sum(-1) - chain.scale_lines.log().sum())
     torch.testing.assert_close(wider, expected, atol=1e-9, rtol=1e-9)
-    # Calibration writes the temperature buffers and nothing else.
+    # A shift moves the residual: the density of y is the unshifted density of y - shift (standardised).
+    moved = chain.block_distribution(block, h, {}, calibration=(shift + 0.5, log_t)).log_prob(y)
+    back = chain.unstandardise(block, standardised - 0.5)
+    torch.testing.assert_close(moved, d.log_prob(back) + (torch.log1p(back.abs()) - torch.log1p(y.abs())).sum(-1),
+                               atol=1e-9, rtol=1e-9)
+    # Calibration writes the shift and temperature buffers and nothing else.
     before = {k: v.clone() for k, v in chain.state_dict().items()}
-    temperatures = chain.calibrate(x, targets)
+    calibration = chain.calibrate(x, targets)
     after = chain.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"temperature_lines", "temperature_child", "temperature_spread"}
-    for name, values in temperatures.items():
-        assert getattr(chain, f"temperature_{name}").tolist() == values
+    assert changed == {f"{kind}_{name}" for kind in ("shift", "temperature") for name in ("lines", "child", "spread")}
+    for name, values in calibration.items():
+        assert getattr(chain, f"temperature_{name}").tolist() == values["temperature"]
+        assert getattr(chain, f"shift_{name}").tolist() == values["shift"]
 
 
 def test_missing_values_are_scored_at_the_standardised_zero_and_masked():
@@ -229,3 +238,17 @@ def test_catalog_transforms_are_the_standardisation_then_the_value_transform():
     torch.testing.assert_close(chain.unstandardise(block, s), value(affine(s)))
     torch.testing.assert_close(chain.standardise(block, chain.unstandardise(block, s)), s)
     assert chain.catalog_transforms(Block("gate", ("g",), "bernoulli")) == []
+
+
+def test_a_block_takes_the_student_t_base_through_its_flow_options():
+    from galppl.flows import StudentT
+
+    block = Block("z", ("z",), "spline", flow_options={"base": "student_t", "df": 4.0})
+    assert Block.from_dict(block.to_dict()) == block
+    chain = ChainModel([block], FEATURES, hidden_dim=16, head_hidden_dim=8).double()
+    assert isinstance(chain.flows["z"].base, StudentT)
+    x, z = features(20), 0.1 + 0.02 * features(20)[:, :1]
+    chain.set_standardisation(x, {"z": z})
+    distribution = chain.block_distribution(block, chain.represent(x), {})
+    assert isinstance(distribution.base_dist.base_dist, torch.distributions.StudentT)
+    assert torch.isfinite(chain.negative_log_likelihood(x, z=z))

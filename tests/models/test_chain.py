@@ -1,5 +1,6 @@
 """The chain of conditional blocks: structure checks, Pyro semantics, masking, chain rule, calibration."""
 
+import copy
 import math
 
 import numpy as np
@@ -28,6 +29,7 @@ def toy_data(n=3000, seed=0):
     oh = 8.9 + 0.3 * (core[:, :1] - 10) - 0.2 * (core[:, 1:2] + 0.3) + 0.02 * torch.randn(n, 1, generator=g)
     oh = torch.where(detected > 0, oh, torch.full_like(oh, math.nan))
     bh[::9] = math.nan  # missing black-hole masses
+    bh[(bh <= 4) | (bh >= 11)] = math.nan  # outside log M_BH's physical support: not a measurement
     return x, {"core": core, "bh": bh, "oh_detected": detected, "oh": oh}
 
 
@@ -254,6 +256,7 @@ def test_log_prob_includes_standardisation_jacobian():
     # Rescale the physical units of O/H by 10: densities drop by log(10) per galaxy.
     chain.loc_oh.mul_(10)
     chain.scale_oh.mul_(10)
+    chain.support_oh.mul_(10)  # and its physical support, which is in the same units
     lp10 = chain.log_prob(x, dict(targets, oh=targets["oh"] * 10, core=targets["core"]))["oh"]
     finite = torch.isfinite(lp)
     assert torch.allclose(lp10[finite], lp[finite] - math.log(10), atol=1e-4)
@@ -311,9 +314,9 @@ def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
     x, targets = toy_data(n=1000)
     chain = small_chain()
     chain.set_standardisation(x, targets)
-    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith("temperature_")}
+    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith(("temperature_", "shift_"))}
     nll_before = -chain.log_prob(x, targets)["core"].mean()
-    temperatures = chain.calibrate(x, targets)
+    temperatures = {name: c["temperature"] for name, c in chain.calibrate(x, targets).items()}
     nll_after = -chain.log_prob(x, targets)["core"].mean()
     assert nll_after < nll_before
     assert set(temperatures) == {"core", "bh", "oh"}
@@ -322,6 +325,23 @@ def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
         if k in weights:
             assert torch.equal(v, weights[k]), k
     # Residuals three times wider call for larger temperatures.
-    stretched = dict(targets, core=targets["core"] * 3.0 - 2 * chain.loc_core)
-    t_wide = chain.calibrate(x, stretched)["core"]
+    stretched_core = targets["core"] * 3.0 - 2 * chain.loc_core
+    lower, upper = chain.support_core  # stretched out of the physical support: not a measurement
+    stretched_core[((stretched_core <= lower) | (stretched_core >= upper)).any(-1)] = math.nan
+    stretched = dict(targets, core=stretched_core)
+    t_wide = chain.calibrate(x, stretched)["core"]["temperature"]
     assert min(t_wide) > max(temperatures["core"])
+
+
+def test_calibration_moves_an_off_centre_block_back(fitted):
+    """Targets offset by half a standard deviation: the shift takes it up, and the held-out
+    likelihood improves beyond what a temperature alone reaches."""
+    chain, x, targets = fitted
+    chain = copy.deepcopy(chain)
+    offset = 0.5 * chain.scale_core
+    moved = dict(targets, core=targets["core"] + offset)
+    calibration = chain.calibrate(x, moved)["core"]
+    torch.testing.assert_close(torch.tensor(calibration["shift"]), torch.full((3,), 0.5), atol=0.08, rtol=0)
+    with_shift = chain.log_prob(x, moved)["core"].mean()
+    chain.shift_core.zero_()
+    assert with_shift > chain.log_prob(x, moved)["core"].mean()

@@ -15,6 +15,7 @@ import galppl
 from galppl import physics
 from galppl.data.schema import LINE_FLUXES
 from galppl.models import chain_blocks
+from galppl.models.block import block_support
 from galppl.models.chain import ChainModel
 from galppl.models.derived import derived_quantities
 from galppl.models.lines import lines_blocks
@@ -53,6 +54,10 @@ def _chain(blocks=None, n=64, seed=0):
     chain = ChainModel(blocks, feature_dim=3, hidden_dim=16, head_hidden_dim=16).double()
     targets = {b.name: torch.exp(3 + torch.randn(n, b.dim, generator=generator, dtype=torch.float64))
                for b in blocks if b.kind != "bernoulli"}
+    for b in blocks:  # the props blocks' values inside their physical supports
+        if b.kind != "bernoulli" and b.transform == "identity":
+            lower, upper = block_support(b)
+            targets[b.name] = lower + (upper - lower) * torch.rand(n, b.dim, generator=generator, dtype=torch.float64)
     targets.update({b.name: torch.ones(n, 1, dtype=torch.float64) for b in blocks if b.kind == "bernoulli"})
     chain.set_standardisation(torch.randn(n, 3, generator=generator, dtype=torch.float64), targets)
     return chain

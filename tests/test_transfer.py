@@ -1,0 +1,145 @@
+"""Mock -> real transfer: posterior.recalibrate and galppl.fit(..., init=posterior)."""
+
+import copy
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import galppl
+from galppl.config import FINE_TUNING
+from galppl.data import simulate
+
+QUICK = dict(max_epochs=3, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
+CALIBRATION_PREFIXES = ("temperature_", "shift_")
+# What a real catalog often labels: the rest of the props chain's variables are absent.
+NOT_Z_OR_MSTAR = ["log_sfr", "log_mbh", "oh", "oh_detected"]
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return simulate(1000, seed=7, image_size=None, cache=False)
+
+
+@pytest.fixture(scope="module")
+def posterior(catalog):
+    return galppl.fit("props", catalog, inputs="photometry", **QUICK)
+
+
+@pytest.fixture(scope="module")
+def small_catalog():
+    """A second, small labelled sky (the 'real' catalog of these tests), with its own galaxy ids."""
+    return simulate(300, seed=8, image_size=None, cache=False)
+
+
+def held_out(catalog, posterior, noise=0.0):
+    held = catalog.sel(galaxy=posterior.split["test"]).copy(deep=True)
+    rng = np.random.default_rng(0)
+    for name in ("log_mstar", "z", "log_sfr"):
+        held[name].values += noise * rng.normal(size=held.sizes["galaxy"]) * (0.02 if name == "z" else 1.0)
+    held["z"].values = np.clip(held["z"].values, 1e-3, None)
+    return held
+
+
+def state(posterior):
+    return {name: value.clone() for name, value in posterior.chain.state_dict().items()}
+
+
+def test_recalibrate_changes_only_the_calibration_buffers_and_records_them(catalog, posterior):
+    model = copy.deepcopy(posterior)
+    before = state(model)
+    calibration = model.recalibrate(held_out(catalog, model, noise=0.5))
+    after = state(model)
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    assert changed and all(name.startswith(CALIBRATION_PREFIXES) for name in changed), changed
+    assert "temperature_core" in changed
+    assert model.featurizer.to_dict() == posterior.featurizer.to_dict()
+    record = model.history["recalibrations"][-1]
+    assert record["calibration"] == calibration and record["n_galaxies"] == len(posterior.split["test"])
+    json.dumps(model.history)  # saved with the model: JSON-able
+
+    # Residuals widened by noise call for larger temperatures than the clean galaxies do.
+    clean = copy.deepcopy(posterior)
+    clean.recalibrate(held_out(catalog, clean))
+    assert (model.chain.temperature_core > clean.chain.temperature_core).all()
+
+
+def test_recalibrate_needs_galaxies_with_all_of_a_blocks_variables(catalog, posterior):
+    model = copy.deepcopy(posterior)
+    only_z_mstar = held_out(catalog, model).drop_vars(NOT_Z_OR_MSTAR)
+    with pytest.raises(ValueError, match=r"no block can be recalibrated.*block 'core' needs log_mstar, log_sfr, z "
+                                         r"together and 0 of \d+ usable galaxies have them"):
+        model.recalibrate(only_z_mstar)
+    before = state(model)
+    with pytest.warns(UserWarning, match=r"leaves some blocks' calibration as it was: block 'bh' needs log_mbh"):
+        model.recalibrate(held_out(catalog, model, noise=0.5).drop_vars(["log_mbh", "oh", "oh_detected"]))
+    after = state(model)
+    assert not torch.equal(before["temperature_core"], after["temperature_core"])
+    for block in ("bh", "oh"):
+        assert torch.equal(before[f"temperature_{block}"], after[f"temperature_{block}"])
+
+
+def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, small_catalog):
+    init = galppl.load(posterior.save(tmp_path / "mock"))
+    initial = state(init)
+    real = small_catalog.drop_vars(NOT_Z_OR_MSTAR)
+    tuned = galppl.fit(data=real, init=init, **QUICK)
+
+    assert state(init).keys() == initial.keys() and all(torch.equal(v, initial[k]) for k, v in state(init).items())
+    assert tuned.featurizer is init.featurizer and tuned.model == "props"
+    assert tuned.config.train.lr == FINE_TUNING.lr and tuned.config.data.vae_fraction == 0.0
+    assert tuned.history["frozen_blocks"] == ["bh", "oh_detected", "oh"]
+    assert tuned.history["init_history"] == init.history
+    assert set(tuned.split["train"]) <= set(real["galaxy"].values.tolist())
+
+    tuned_state = state(tuned)
+    moved = {name for name in initial if not torch.equal(initial[name], tuned_state[name])}
+    # Blocks without data keep their weights; the core's flow gets exactly zero gradients (its
+    # likelihood term needs log_sfr too); the standardisation and calibration buffers stay init's.
+    assert moved and all(name.startswith(("representation.", "heads.core.")) for name in moved), sorted(moved)
+    assert any(name.startswith("representation.") for name in moved)
+    assert any(name.startswith("heads.core.") for name in moved)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", galppl.ood.OutOfDistributionWarning)  # a few, on a sky of another seed
+        idata = tuned.predict(real, num_samples=20)
+    for name in ("log_mstar", "log_sfr", "z", "log_mbh", "oh"):
+        assert np.isfinite(idata.posterior[name].values).all()
+
+
+def test_fine_tune_with_every_variable_trains_every_block_and_recalibrates(posterior, small_catalog):
+    tuned = galppl.fit(data=small_catalog, init=posterior, **QUICK)
+    assert tuned.history["frozen_blocks"] == []
+    initial, tuned_state = state(posterior), state(tuned)
+    for prefix in ("flows.core.", "flows.bh.", "heads.oh_detected.", "temperature_core", "shift_core"):
+        assert any(not torch.equal(initial[k], tuned_state[k]) for k in initial if k.startswith(prefix)), prefix
+    for prefix in ("feature_loc", "feature_scale", "loc_", "scale_"):
+        assert all(torch.equal(initial[k], tuned_state[k]) for k in initial if k.startswith(prefix)), prefix
+    assert tuned.history["calibration"]["core"]["temperature"] != [1.0, 1.0, 1.0] and len(tuned.history["val_loss"]) == tuned.history["epochs_run"]
+
+
+def test_fine_tune_refuses_another_chain_or_other_features(tmp_path, posterior, small_catalog):
+    with pytest.raises(ValueError, match=r"fitted with inputs='photometry'; got inputs='image\+photometry'"):
+        galppl.fit(data=small_catalog, init=posterior, inputs="image+photometry", **QUICK)
+    with pytest.raises(ValueError, match=r"fitted with hidden_dim=32; got hidden_dim=64"):
+        galppl.fit(data=small_catalog, init=posterior, **{**QUICK, "hidden_dim": 64})
+    with pytest.raises(ValueError, match=r"model 'lines' differs from init's model 'props'"):
+        galppl.fit("lines", small_catalog, init=posterior, **QUICK)
+    with pytest.raises(ValueError, match=r"both init= and ensemble="):
+        galppl.fit(data=small_catalog, init=posterior, ensemble=2)
+    with pytest.raises(ValueError, match=r"catalog has none of the variables"):
+        galppl.fit(data=small_catalog.drop_vars(["log_mstar", "z", *NOT_Z_OR_MSTAR]), init=posterior, **QUICK)
+    with pytest.raises(ValueError, match=r"needs a labelled catalog"):
+        galppl.fit(init=posterior)
+    with pytest.raises(TypeError, match=r"init must be a fitted GalaxyPosterior"):
+        galppl.fit(data=small_catalog, init=tmp_path)
+
+    # A model whose features were named otherwise (say, by another galppl) does not read this catalog.
+    path = posterior.save(tmp_path / "renamed")
+    saved = json.loads((path / "featurizer.json").read_text())
+    saved["feature_names"] = [name.replace("mag_", "petro_") for name in saved["feature_names"]]
+    (path / "featurizer.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"catalog gives features .*'mag_u'.*the model was fitted on .*'petro_u'"):
+        galppl.fit(data=small_catalog, init=galppl.load(path), **QUICK)
