@@ -15,7 +15,7 @@ magnitudes galppl reads (the file has no extinctions or magnitude errors), fits:
   same 70%, and quantile gradient boosting at 2.5/16/84/97.5% for its intervals.
 
 Prints, on the 30% test galaxies: R^2 of z and log M* (posterior medians), the photo-z
-statistics of :func:`galppl.photoz.photoz_metrics` (NMAD of dz/(1+z), outlier fractions
+statistics of :func:`galppl.diagnostics.photoz.photoz_metrics` (NMAD of dz/(1+z), outlier fractions
 above 0.05 and 0.15, bias) and the coverage of the central 68% and 95% intervals. Each
 galppl fit is capped at ``--max-seconds``; about 5 minutes in all on one CPU core.
 """
@@ -39,7 +39,7 @@ from galppl.features import build_features
 from galppl.fit import split_galaxies
 from galppl.models.chain import Block
 from galppl.ood import OutOfDistributionWarning
-from galppl.photoz import photoz_metrics
+from galppl.diagnostics.photoz import photoz_metrics
 
 LEVELS = (0.68, 0.95)
 

@@ -33,6 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import galppl
+from galppl.diagnostics import photoz_metrics
 from galppl.data import simulate
 from galppl.features import catalog_tensors, uses_images
 
@@ -62,9 +63,8 @@ def scores(name: str, truth, mean, lo68, hi68, lo95, hi95, nll) -> dict:
         "nll": float(np.mean(nll[ok])),
     }
     if name == "z":
-        dz = (m - t) / (1 + t)
-        out["nmad"] = float(1.4826 * np.median(np.abs(dz - np.median(dz))))
-        out["outliers"] = float(np.mean(np.abs(dz) > 0.05))
+        photoz = photoz_metrics(t, m)
+        out["nmad"], out["outliers"] = photoz["nmad"], photoz["outliers_0.05"]
     return out
 
 

@@ -143,7 +143,7 @@ class Featurizer:
     def features(self, data: xr.Dataset) -> xr.DataArray:
         """Features (galaxy, feature) of a catalog; NaN rows for galaxies with incomplete inputs."""
         features = build_features(data, self.inputs, self.vae)
-        names = list(features["feature"].values)
+        names = [str(name) for name in features["feature"].values]
         if names != self.feature_names:
             raise ValueError(f"catalog gives features {names}, the model was fitted on {self.feature_names}")
         return features

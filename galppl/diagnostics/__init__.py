@@ -28,6 +28,7 @@ from .plots import (
     plot_tarp,
     plot_uncertainty,
 )
+from .photoz import photoz_metrics
 from .report import report
 from .sbc import sbc
 from .uncertainty import uncertainty_split
@@ -48,6 +49,8 @@ __all__ = [
     "latent_embeddings",
     "latent_regression",
     "mean_bpt_ratios",
+    "perturbation_strip",
+    "photoz_metrics",
     "pit",
     "pit_uniformity",
     "plot_bpt",
@@ -56,7 +59,6 @@ __all__ = [
     "plot_latent_embeddings",
     "plot_lines_corner",
     "plot_lines_pred_vs_true",
-    "perturbation_strip",
     "plot_perturbation_strip",
     "plot_pit_ecdf",
     "plot_pred_vs_true",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from galppl.photoz import photoz_metrics
+from galppl.diagnostics.photoz import photoz_metrics
 
 
 def test_photoz_metrics_by_hand():
