@@ -156,18 +156,32 @@ def _run(args, config) -> int:
     print(f"galppl {galppl.__version__}: simulating {config.data.n_galaxies} mock SDSS galaxies "
           f"({stamps}; cached after the first run)", flush=True)
     catalog = default_catalog(config, progress=not args.quiet)
-    print(f"  ready in {time.perf_counter() - start:.0f} s", flush=True)
+    phases = {"simulate": time.perf_counter() - start}
+    print(f"  ready in {phases['simulate']:.0f} s", flush=True)
 
     posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet)
+    history = posterior.history
+    phases["vae"] = posterior.vae.history.wall_seconds if posterior.vae is not None else 0.0
+    phases["chain"] = history["wall_seconds"]
+    phases["fit_other"] = history["fit_seconds"] - phases["vae"] - phases["chain"]  # encoding, OOD, calibration
+    clock = time.perf_counter()
     posterior.save(out / "model")
     test = catalog.sel(galaxy=posterior.split["test"])
     idata = posterior.predict(test, num_samples=args.num_samples)
     idata.to_netcdf(str(out / "posterior.nc"))
+    phases["predict"] = time.perf_counter() - clock
 
     print(f"\nHeld-out test set: {test.sizes['galaxy']} galaxies, {args.num_samples} draws each")
+    clock = time.perf_counter()
     summary = {"model": args.model, "inputs": config.chain.inputs, "n_test": int(test.sizes["galaxy"]),
-               "fit_seconds": round(posterior.history["fit_seconds"], 1),
+               "fit_seconds": round(history["fit_seconds"], 1),
+               "stopped_because": {"vae": posterior.vae.history.stopped_because if posterior.vae else None,
+                                   "chain": history["stopped_because"]},
                **_evaluate(idata, out, f"galppl {args.model}: held-out mock test set")}
+    phases["report"] = time.perf_counter() - clock
+    summary["phases_seconds"] = {name: round(seconds, 1) for name, seconds in phases.items()}
+    print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items())
+          + f" (VAE stopped by {summary['stopped_because']['vae']}, chain by {history['stopped_because']})")
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\nWrote {out}/: posterior.nc, model/, pred_vs_true.png, corner_one_galaxy.png, {summary['report']}, "
