@@ -56,7 +56,7 @@ from galppl.models.block import (
     check_blocks,
 )
 from galppl.models.calibration import recalibrate_blocks
-from galppl.models.plate import galaxy_plate
+from galppl.models.plate import galaxy_plate, minibatch_scale
 
 __all__ = ["BLOCK_KINDS", "VALUE_TRANSFORMS", "Block", "ChainModel", "check_blocks"]
 
@@ -314,16 +314,13 @@ class ChainModel(nn.Module):
         (:func:`galppl.train.train_loss_fn`) uses it, and a test holds it equal to the model's.
         """
         self._check_targets(targets)
-        batch = features.shape[0]
-        n_total = batch if n_total is None else int(n_total)
-        if n_total < batch:
-            raise ValueError(f"n_total ({n_total}) cannot be smaller than the minibatch ({batch} galaxies)")
+        scale = minibatch_scale(features.shape[0], n_total)
         total = features.new_zeros(())
         for term in self._teacher_forced_terms(self.represent(features), targets, {}):
             total = total + term.distribution.log_prob(term.value).masked_fill(~term.observed, 0.0).sum()
             if term.mse is not None:
                 total = total + term.mse.sum()
-        return -total * (n_total / batch)
+        return -total * scale
 
     def _check_targets(self, targets: dict) -> None:
         if set(targets) != {b.name for b in self.blocks}:

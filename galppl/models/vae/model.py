@@ -25,7 +25,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from galppl.guides.encoder import Encoder, conv_block_norm
-from galppl.models.plate import galaxy_plate
+from galppl.models.plate import galaxy_plate, minibatch_scale
 from galppl.models.vae.config import VAEConfig
 
 __all__ = ["Decoder", "VAEModel"]
@@ -109,14 +109,11 @@ class VAEModel(nn.Module):
         the loss value and gradients ``SVI.step`` computes, without its tracing. The
         networks may run under ``torch.autocast``; the densities are evaluated in float32.
         """
-        batch = images.shape[0]
-        n_total = batch if n_total is None else int(n_total)
-        if n_total < batch:
-            raise ValueError(f"n_total ({n_total}) cannot be smaller than the minibatch ({batch} galaxies)")
+        weight = minibatch_scale(images.shape[0], n_total)
         loc, scale = (t.float() for t in encoder(images))
         posterior = Normal(loc, scale, validate_args=False)
         z = posterior.rsample()
         log_prior = Normal(torch.zeros_like(z), 1.0, validate_args=False).log_prob(z).sum()
         sigma = self.likelihood_scale()[:, None, None]
         log_likelihood = Normal(self.decoder(z).float(), sigma, validate_args=False).log_prob(images).sum()
-        return -(n_total / batch) * (log_prior + log_likelihood - posterior.log_prob(z).sum())
+        return -weight * (log_prior + log_likelihood - posterior.log_prob(z).sum())
