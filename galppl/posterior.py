@@ -120,8 +120,10 @@ class GalaxyPosterior:
         if num_samples < 1 or max_batch_size < 1:
             raise ValueError(f"num_samples and max_batch_size must be >= 1, got {num_samples}, {max_batch_size}")
         x = tensors.usable_rows().features
-        n = len(tensors.galaxy)
-        out: dict[str, np.ndarray] = {}
+        # Every variable of every block (and each gate's probability), NaN for unusable galaxies.
+        names = [name for b in self.chain.blocks
+                 for name in b.variables + ((f"p_{b.name}",) if b.kind == "bernoulli" else ())]
+        out = {name: np.full((num_samples, len(tensors.galaxy)), np.nan, np.float32) for name in names}
         rows = np.flatnonzero(tensors.usable)
         batch = max(1, min(max_batch_size, DRAW_ROWS // num_samples))
         with torch.random.fork_rng(), torch.no_grad():
@@ -132,13 +134,9 @@ class GalaxyPosterior:
                 for block in self.chain.blocks:
                     values = draws[block.name].numpy()
                     for k, name in enumerate(block.variables):
-                        out.setdefault(name, np.full((num_samples, n), np.nan, np.float32))[:, index] = values[..., k]
+                        out[name][:, index] = values[..., k]
                     if block.kind == "bernoulli":
-                        p = draws[f"p_{block.name}"].numpy()[:, 0]
-                        out.setdefault(f"p_{block.name}", np.full((num_samples, n), np.nan, np.float32))[:, index] = p
-        for block in self.chain.blocks:  # a catalog with no usable galaxy still gets every variable
-            for name in block.variables + ((f"p_{block.name}",) if block.kind == "bernoulli" else ()):
-                out.setdefault(name, np.full((num_samples, n), np.nan, np.float32))
+                        out[f"p_{block.name}"][:, index] = draws[f"p_{block.name}"].numpy()[:, 0]
         return out
 
     def predict(self, data: xr.Dataset, num_samples: int = 1000, *, max_batch_size: int = 256,
