@@ -53,8 +53,12 @@ class TrainConfig:
     """Settings of :func:`train_svi`, checked on construction.
 
     lr: Adam learning rate. batch_size: galaxies per minibatch. max_epochs: passes over
-    the training set. patience: epochs without a validation improvement larger than
-    ``min_delta`` (nats per galaxy) before stopping. clip_norm: the largest gradient norm
+    the training set. patience: epochs without a significant validation improvement before
+    stopping; an improvement is significant when the loss falls below the last significant
+    one by more than ``min_delta`` (nats per galaxy) and by more than ``min_rel_delta`` times
+    its size (a relative plateau: for losses like the VAE's, ~3e5 nats per galaxy, whose
+    absolute steps mean little). The weights kept are those of the lowest loss, significant
+    or not. clip_norm: the largest gradient norm
     of each parameter tensor (``None``: no clipping). seed: seeds the shuffling and the
     ELBO's Monte-Carlo draws. progress: show a tqdm bar. max_seconds: wall-clock budget;
     when spent, training stops (after the current minibatch) and keeps the best state.
@@ -65,6 +69,7 @@ class TrainConfig:
     max_epochs: int = 100
     patience: int = 8
     min_delta: float = 0.0
+    min_rel_delta: float = 0.0
     clip_norm: float | None = 10.0
     seed: int = 0
     progress: bool = True
@@ -89,6 +94,9 @@ class TrainConfig:
         positive_int("patience", self.patience)
         if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)) or not self.min_delta >= 0:
             raise ValueError(f"TrainConfig.min_delta must be a number >= 0, got {self.min_delta!r}")
+        if (isinstance(self.min_rel_delta, bool) or not isinstance(self.min_rel_delta, (int, float))
+                or not 0 <= self.min_rel_delta < 1):
+            raise ValueError(f"TrainConfig.min_rel_delta must be a number in [0, 1), got {self.min_rel_delta!r}")
         positive_number("clip_norm", self.clip_norm, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
@@ -301,7 +309,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     history = TrainHistory()
     start = time.perf_counter()
     best_state, best_loss = _snapshot(modules), math.inf
-    since_best = 0
+    reference, since_reference = math.inf, 0  # the last significant improvement, and epochs since
 
     def out_of_time() -> bool:
         return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
@@ -350,15 +358,18 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                 val_nelbo=f"{monitored:.5g}" if val is not None else "-",
             )
 
-            if math.isfinite(monitored) and monitored < best_loss - config.min_delta:
-                best_loss, best_state, since_best = monitored, _snapshot(modules), 0
+            if math.isfinite(monitored) and monitored < best_loss:
+                best_loss, best_state = monitored, _snapshot(modules)
                 history.best_epoch = epoch
+            step_needed = max(config.min_delta, config.min_rel_delta * abs(reference)) if reference < math.inf else 0.0
+            if math.isfinite(monitored) and monitored < reference - step_needed:
+                reference, since_reference = monitored, 0
             else:
-                since_best += 1
+                since_reference += 1
             if timed_out or out_of_time():
                 history.stopped_because = "max_seconds"
                 break
-            if since_best >= config.patience:
+            if since_reference >= config.patience:
                 history.stopped_because = "early_stopping"
                 break
         else:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from galppl.models.plate import galaxy_plate
-from galppl.train import TrainConfig, TrainHistory, train_svi
+from galppl.train import TrainConfig, TrainHistory, train_loss_fn, train_svi
 
 NOISE = 0.1
 
@@ -118,6 +118,39 @@ def test_no_validation_set_watches_the_training_loss():
     assert history.best_epoch == 3
 
 
+def scripted_validation(val_losses, **kw) -> TrainHistory:
+    """Train a one-weight module whose validation loss per epoch is ``val_losses``."""
+    module = nn.Linear(1, 1)
+    epoch = iter(val_losses)
+
+    def loss_fn(x, n_total):
+        value = (module(x) ** 2).mean()  # any differentiable training loss
+        return value if module.training else value * 0 + next(epoch)
+
+    data = {"x": torch.ones(1, 1)}  # one galaxy: the validation loss per galaxy is the scripted value
+    cfg = TrainConfig(**{"batch_size": 1, "max_epochs": len(val_losses), "progress": False, **kw})
+    return train_loss_fn(loss_fn, {"m": module}, data, data, cfg)
+
+
+def test_relative_plateau_stops_and_keeps_the_lowest_loss():
+    # After 1000 -> 900 every step is < 0.1% of the loss: a plateau for min_rel_delta=1e-3.
+    losses = [1000.0, 900.0, 899.8, 899.6, 899.4, 899.2, 899.0, 898.8, 500.0]
+    history = scripted_validation(losses, patience=3, min_rel_delta=1e-3)
+    assert history.stopped_because == "early_stopping"
+    assert history.epochs_run == 5  # 900 at epoch 1, then three epochs without a 0.9-nat step
+    assert history.best_epoch == 4  # the weights kept are the lowest loss's, small steps or not
+    # Without the relative threshold the same losses are improvements every epoch.
+    assert scripted_validation(losses, patience=3).stopped_because == "max_epochs"
+
+
+def test_absolute_min_delta_counts_from_the_last_significant_improvement():
+    # Steps of 0.4 nats never exceed min_delta=1 one by one, but add up past it at epoch 3
+    # (10 -> 8.8); from there 0.1-nat steps stop the run three epochs later.
+    history = scripted_validation([10.0, 9.6, 9.2, 8.8, 8.7, 8.6, 8.5, 8.4, 8.3], patience=3, min_delta=1.0)
+    assert history.stopped_because == "early_stopping"
+    assert history.epochs_run == 7 and history.best_epoch == 6
+
+
 def test_diverging_loss_names_epoch_and_minibatch():
     # An absurd learning rate throws the weights to ~1e30, so the float32 loss overflows.
     reg = Regression()
@@ -143,6 +176,8 @@ def test_unregistered_module_is_an_error():
         ({"max_epochs": -1}, "max_epochs"),
         ({"patience": 0}, "patience"),
         ({"min_delta": -1.0}, "min_delta"),
+        ({"min_rel_delta": 1.0}, "min_rel_delta"),
+        ({"min_rel_delta": float("nan")}, "min_rel_delta"),
         ({"clip_norm": 0.0}, "clip_norm"),
         ({"seed": -3}, "seed"),
         ({"progress": "yes"}, "progress"),

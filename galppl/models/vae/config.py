@@ -26,7 +26,7 @@ class VAEConfig:
     connected layer. norm: "none", "group" or "batch" normalisation after convolutions.
     likelihood_scale: the fixed sigma of the Gaussian likelihood in scaled pixel units
     (standard deviations of the stretched training pixels), or "learned" (per channel).
-    lr, batch_size, max_epochs, patience, seed, max_seconds: see ``TrainConfig``.
+    lr, batch_size, max_epochs, patience, min_rel_delta, seed, max_seconds: see ``TrainConfig``.
     val_fraction: share of the usable images held out for early stopping.
     device: torch device to train on ("cpu", "cuda", ...).
     trainer: how the ELBO is optimised. "torch" (default): ``VAEModel.negative_elbo``,
@@ -52,6 +52,7 @@ class VAEConfig:
     batch_size: int = 128
     max_epochs: int = 100
     patience: int = 8
+    min_rel_delta: float = 0.0
     seed: int = 0
     max_seconds: float | None = None
     val_fraction: float = 0.15
@@ -108,6 +109,7 @@ class VAEConfig:
             batch_size=self.batch_size,
             max_epochs=self.max_epochs,
             patience=self.patience,
+            min_rel_delta=self.min_rel_delta,
             seed=self.seed,
             progress=progress,
             max_seconds=self.max_seconds,
