@@ -10,22 +10,28 @@ Sections (``--only`` picks some; each is one function returning a JSON-able dict
   ``--repeats`` rounds, so that load from other processes hits them alike; the ratios
   (best and median round) are what to read when the machine is shared.
 - ``chain``: training throughput of the props chain in galaxies per second, one epoch over
-  ``--chain-galaxies`` mock galaxies (the main job trains on 9,800) in minibatches of
-  ``--chain-batch``, for the old path (Pyro SVI on ``ChainModel.model``,
-  ``galppl.train.train_svi``) and the new one (``ChainModel.negative_log_likelihood`` in
-  ``galppl.train.train_loss_fn``, what ``galppl.fit`` uses), interleaved like ``vae``. The
-  inputs are the mock's photometry features plus 64 standard-normal columns standing in for
-  the VAE latents, so the chain has the main job's shape.
+  ``--chain-galaxies`` mock galaxies (the main job trains on 9,800), for the old path (Pyro
+  SVI on ``ChainModel.model``, ``galppl.train.train_svi``, minibatches of 256), the plain-torch
+  loss (``ChainModel.negative_log_likelihood`` in ``galppl.train.train_loss_fn``) at the same
+  minibatch, and the plain-torch loss at ``galppl.fit``'s minibatch
+  (``galppl.config.CHAIN_TRAINING.batch_size``), interleaved like ``vae``. The inputs are the
+  mock's photometry features plus 64 standard-normal columns standing in for the VAE
+  latents, so the chain has the main job's shape.
 - ``vae_learning``: what the VAE learns, per path: the same seeded fit (``fit_vae``,
   ``--epochs`` epochs, no early stopping) on ``--learn-galaxies`` mock galaxies, scored on
   a held-out test set: reconstruction MSE per pixel in scaled units, and the R^2 of a
   least-squares line from the latent means to log stellar mass and redshift (fitted on
   the training galaxies), a proxy for what the latents carry.
 
+- ``run``: the main job, ``galppl run`` with its defaults (simulation cached after the first
+  run), and the seconds each of its phases took (simulate, VAE, chain, the rest of the fit,
+  predict, report) with how each training stopped. Not in the default sections (about six
+  minutes); ``--only run``.
+
 Mock galaxies come from galppl's simulator (64 px stamps, seed 0; cached on disk after
 the first run). Usage::
 
-    .venv/bin/python benchmarks/train_speed.py [--only vae] [--threads 2] [--out runs/benchmarks/]
+    .venv/bin/python benchmarks/train_speed.py [--only vae chain run] [--threads 2] [--out runs/benchmarks/]
 
 Writes ``<out>/train_speed.json``.
 """
@@ -42,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from galppl.config import CHAIN_TRAINING
 from galppl.data.prepare import ImageScaler
 from galppl.models.vae import VAEConfig, fit_vae
 from galppl.models.vae.fitted import build_networks
@@ -54,8 +61,12 @@ VAE_PATHS = (
     ("torch_auto", {"trainer": "torch", "precision": "auto"}),
 )
 LATENT_TARGETS = ("log_mstar", "z")
-# The chain's training paths: the old one first, the ratios are against it.
-CHAIN_PATHS = ("pyro_svi", "torch")
+# The chain's training paths, (label, trainer, minibatch): the old one first, the ratios are against it.
+CHAIN_PATHS = (
+    ("pyro_svi_256", "pyro_svi", 256),
+    ("torch_256", "torch", 256),
+    (f"torch_{CHAIN_TRAINING.batch_size}", "torch", CHAIN_TRAINING.batch_size),
+)
 
 
 def simulate(n: int, seed: int, image_size: int):
@@ -118,29 +129,29 @@ def chain_speed(args) -> dict:
     tensors = catalog_tensors(build_features(catalog, "photometry", None), catalog, blocks).usable_rows()
     latents = torch.randn(len(tensors.features), 64, generator=torch.Generator().manual_seed(0))
     data = {"features": torch.cat([tensors.features, latents], 1), **tensors.targets}
-    config = TrainConfig(lr=1e-3, batch_size=args.chain_batch, max_epochs=1, progress=False)
     chains = {}
-    for label in CHAIN_PATHS:
+    for label, _, _ in CHAIN_PATHS:
         chains[label] = ChainModel(blocks, data["features"].shape[1], dropout=0.2, seed=0)
         chains[label].set_standardisation(data["features"], tensors.targets)
 
-    def epoch(label: str, rows: slice = slice(None)) -> None:
+    def epoch(label: str, trainer: str, batch_size: int, rows: slice = slice(None)) -> None:
         chain, batch = chains[label], {k: v[rows] for k, v in data.items()}
-        if label == "pyro_svi":
+        config = TrainConfig(lr=1e-3, batch_size=batch_size, max_epochs=1, progress=False)
+        if trainer == "pyro_svi":
             train_svi(chain.model, chain.guide, {"chain": chain}, batch, None, config)
         else:
             train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, batch, None, config)
 
-    for label in CHAIN_PATHS:
-        epoch(label, slice(0, 2 * args.chain_batch))  # warm-up
-    rates = {label: [] for label in CHAIN_PATHS}
+    for path in CHAIN_PATHS:
+        epoch(*path, rows=slice(0, 2 * path[2]))  # warm-up
+    rates = {label: [] for label, _, _ in CHAIN_PATHS}
     for round_index in range(args.repeats):
-        for label in CHAIN_PATHS:
+        for path in CHAIN_PATHS:
             start = time.perf_counter()
-            epoch(label)
-            rates[label].append(len(data["features"]) / (time.perf_counter() - start))
+            epoch(*path)
+            rates[path[0]].append(len(data["features"]) / (time.perf_counter() - start))
         print(f"  round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()), flush=True)
-    old = CHAIN_PATHS[0]
+    old = CHAIN_PATHS[0][0]
     rows = {label: {"galaxies_per_s_best": max(values), "galaxies_per_s_median": statistics.median(values),
                     "speedup_per_round": [v / o for v, o in zip(values, rates[old])]}
             for label, values in rates.items()}
@@ -149,7 +160,7 @@ def chain_speed(args) -> dict:
         ups = " ".join(f"{u:.2f}x" for u in row["speedup_per_round"])
         print(f"{label:>14} {row['galaxies_per_s_best']:>11.0f} {row['galaxies_per_s_median']:>13.0f} {ups:>30}")
     return {"galaxies": len(data["features"]), "features": int(data["features"].shape[1]),
-            "batch_size": args.chain_batch, "paths": rows}
+            "batch_sizes": {label: size for label, _, size in CHAIN_PATHS}, "paths": rows}
 
 
 def latent_r2(fitted, train, test) -> dict:
@@ -197,18 +208,35 @@ def vae_learning(args) -> dict:
             "paths": rows}
 
 
-SECTIONS = {"vae": vae_speed, "chain": chain_speed, "vae_learning": vae_learning}
+def main_job(args) -> dict:
+    """The phases of ``galppl run`` (its defaults), from the summary.json it writes."""
+    from galppl.cli import main as galppl_main
+
+    out = args.out / "main_job"
+    start = time.perf_counter()
+    if galppl_main(["run", "--out", str(out), "--quiet"]) != 0:
+        raise RuntimeError("galppl run failed")
+    summary = json.loads((out / "summary.json").read_text())
+    row = {"wall_seconds": time.perf_counter() - start, "phases_seconds": summary["phases_seconds"],
+           "stopped_because": summary["stopped_because"],
+           "r2": {name: values["r2"] for name, values in summary["parameters"].items()}}
+    print(f"galppl run: {row['wall_seconds']:.0f} s; " + ", ".join(f"{k} {v:.0f} s" for k, v in row["phases_seconds"].items())
+          + f"; stopped by {row['stopped_because']}")
+    return row
+
+
+SECTIONS = {"vae": vae_speed, "chain": chain_speed, "vae_learning": vae_learning, "run": main_job}
+DEFAULT_SECTIONS = ["vae", "chain", "vae_learning"]
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=DEFAULT_SECTIONS)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--speed-images", type=int, default=1024, help="images per timed VAE epoch")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the VAE speed section")
     parser.add_argument("--chain-galaxies", type=int, default=10000, help="mock galaxies per timed chain epoch")
-    parser.add_argument("--chain-batch", type=int, default=256, help="the chain's minibatch (galppl.fit's default)")
     parser.add_argument("--learn-galaxies", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=4, help="epochs of each vae_learning fit")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not a measurement")

@@ -45,14 +45,19 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["CHAIN_TRAINING", "FINE_TUNING", "VAE_TRAINING", "ChainConfig", "DataConfig", "FitConfig", "TrainConfig",
            "VAEConfig"]
 
-# The chain trains with a larger learning rate and batch, and longer, than TrainConfig's generic defaults.
-CHAIN_TRAINING = TrainConfig(lr=1e-3, batch_size=256, max_epochs=300, patience=20)
+# The chain trains with a larger learning rate and batch, and longer, than TrainConfig's generic
+# defaults. Minibatches of 1024 run ~2x more galaxies/s than 256 on a CPU (bigger matmuls); the
+# learning rate follows the square root of the batch (1e-3 at 256). Same seed-0 split and VAE,
+# main-job chain: best validation NLL -2.763 at both sizes, R^2 equal within 0.002.
+CHAIN_TRAINING = TrainConfig(lr=2e-3, batch_size=1024, max_epochs=300, patience=20)
 # Fine-tuning a fitted chain on a small labelled catalog (galppl.fit(..., init=posterior)): a
 # tenth of the chain's learning rate and a shorter patience, so that a few hundred real galaxies
 # adjust the initial weights rather than overwrite them (early stopping watches their validation split).
 FINE_TUNING = TrainConfig(lr=1e-4, batch_size=128, max_epochs=200, patience=10)
-# The VAE inside a fit: the paper's learning rate, a shorter run than VAEConfig's standalone defaults.
-VAE_TRAINING = VAEConfig(lr=1e-4, max_epochs=40, patience=5)
+# The VAE inside a fit: the paper's learning rate, a shorter run than VAEConfig's standalone
+# defaults, stopped on a relative plateau: 4 epochs without a 0.1% drop of the validation loss
+# (its absolute value, ~3.4e5 nats per 64 px stamp, makes absolute steps meaningless).
+VAE_TRAINING = VAEConfig(lr=1e-4, max_epochs=40, patience=4, min_rel_delta=1e-3)
 
 
 def _integer(owner: str, name: str, value, low: int) -> int:

@@ -110,5 +110,5 @@ def test_chain_options_apply_to_custom_chains_where_blocks_leave_them_unset():
 
 
 def test_vae_defaults_are_fits_own():
-    assert VAE_TRAINING == VAEConfig(lr=1e-4, max_epochs=40, patience=5)
+    assert VAE_TRAINING == VAEConfig(lr=1e-4, max_epochs=40, patience=4, min_rel_delta=1e-3)
     assert FitConfig().vae.image_size is None  # taken from the data
