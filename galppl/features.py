@@ -16,6 +16,7 @@ colours u-g, g-r, r-i, i-z, magnitudes]; the ``inputs`` variant chooses which pa
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from galppl.data.files import CorruptFileError, read_json
 from galppl.data.prepare import photometry_features
 from galppl.ood import OOD_QUANTILE, InputDensity
 
@@ -201,7 +203,8 @@ class Featurizer:
 
     @classmethod
     def load(cls, path) -> Featurizer:
-        """Read what :meth:`save` wrote."""
+        """Read what :meth:`save` wrote; a :class:`~galppl.data.files.CorruptFileError` naming
+        the file when ``featurizer.json`` or the VAE's files are truncated or incomplete."""
         path = Path(path)
         if not (path / FEATURIZER_FILE).exists():
             raise FileNotFoundError(f"{str(path)!r} holds no saved featurizer ({FEATURIZER_FILE})")
@@ -209,8 +212,19 @@ class Featurizer:
         if (path / "vae").exists():
             from galppl.models.vae import FittedVAE
 
-            vae = FittedVAE.load(path / "vae")
-        return cls.from_dict(json.loads((path / FEATURIZER_FILE).read_text()), vae)
+            try:
+                vae = FittedVAE.load(path / "vae")
+            except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError, json.JSONDecodeError) as error:
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise CorruptFileError(f"{str(path / 'vae')!r}: the saved VAE is truncated or corrupt "
+                                       f"({type(error).__name__}: {first})") from error
+        data = read_json(path / FEATURIZER_FILE, "saved featurizer", required=("inputs", "feature_names",
+                                                                                 "input_ranges"))
+        try:
+            return cls.from_dict(data, vae)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptFileError(f"{str(path / FEATURIZER_FILE)!r} does not describe a featurizer: "
+                                   f"{type(error).__name__}: {error}") from error
 
 
 def block_targets(data: xr.Dataset, blocks) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ import torch
 import xarray as xr
 
 from galppl.config import FINE_TUNING, FitConfig
+from galppl.data.files import read_json
 from galppl.data.schema import validate
 from galppl.ensemble import EnsemblePosterior
 from galppl.features import CatalogTensors, Featurizer, build_features, catalog_tensors, uses_images
@@ -293,7 +294,7 @@ def load(path):
     config_file = path / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{str(path)!r} is not a saved galppl model (no config.json)")
-    kind = json.loads(config_file.read_text()).get("kind")
+    kind = read_json(config_file, "saved model's config.json", required=("kind",))["kind"]
     if kind == "posterior":
         return GalaxyPosterior.load(path)
     if kind == "ensemble":

@@ -35,6 +35,7 @@ import xarray as xr
 
 import galppl
 from galppl.config import FitConfig
+from galppl.data.files import CorruptFileError, atomic_path, file_sha256, read_json, tensor_checksums
 from galppl.data.schema import KNOWN, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
 from galppl.models.calibration import MIN_GALAXIES
@@ -53,6 +54,8 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "chain.pt"
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
 # (nested config, featurizer.json) and the chain's weights.
 OLDEST_READABLE = "0.3.0"
+# What a saved posterior's config.json must hold.
+SAVED_KEYS = ("kind", "galppl_version", "model", "blocks", "config", "history", "split")
 
 
 class GalaxyPosterior:
@@ -263,24 +266,36 @@ class GalaxyPosterior:
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
         """Write a directory: ``config.json`` (everything but weights, with the galppl and torch
-        versions that wrote it), ``chain.pt`` (the chain's state dict: tensors only, read back
-        with ``torch.load(weights_only=True)``, so loading never runs pickled code),
-        ``featurizer.json`` and, for image inputs, ``vae/``."""
+        versions that wrote it and the sha256 of every weight tensor and file), ``chain.pt`` (the
+        chain's state dict: tensors only, read back with ``torch.load(weights_only=True)``, so
+        loading never runs pickled code), ``featurizer.json`` and, for image inputs, ``vae/``.
+
+        The folder is written under a temporary name beside ``path`` and renamed into place when
+        complete (:func:`~galppl.data.files.atomic_path`), replacing an earlier saved model there;
+        a folder that holds anything but a saved model is refused rather than replaced."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        config = {
-            "kind": "posterior",
-            "galppl_version": galppl.__version__,
-            "torch_version": torch.__version__,
-            "model": self.model,
-            "blocks": [b.to_dict() for b in self.chain.blocks],
-            "config": self.config.to_dict(),
-            "history": self.history,
-            "split": {k: [_jsonable(i) for i in v] for k, v in self.split.items()},
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
-        torch.save({name: t.detach().cpu() for name, t in self.chain.state_dict().items()}, path / WEIGHTS_FILE)
-        self.featurizer.save(path)
+        if path.is_dir() and any(path.iterdir()) and not (path / CONFIG_FILE).is_file():
+            raise ValueError(f"{str(path)!r} is a folder holding other files, not a saved model: save to a new or "
+                             "empty folder (saving replaces the folder)")
+        state = {name: t.detach().cpu() for name, t in self.chain.state_dict().items()}
+        with atomic_path(path) as folder:
+            folder.mkdir()
+            torch.save(state, folder / WEIGHTS_FILE)
+            self.featurizer.save(folder)
+            files = {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
+                     if p.is_file() and p.name != WEIGHTS_FILE}
+            config = {
+                "kind": "posterior",
+                "galppl_version": galppl.__version__,
+                "torch_version": torch.__version__,
+                "model": self.model,
+                "blocks": [b.to_dict() for b in self.chain.blocks],
+                "config": self.config.to_dict(),
+                "history": self.history,
+                "split": {k: [_jsonable(i) for i in v] for k, v in self.split.items()},
+                "checksums": {"tensors": tensor_checksums(state), "files": files},
+            }
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1))
         return path
 
     def __reduce__(self):
@@ -295,24 +310,42 @@ class GalaxyPosterior:
     def load(cls, path) -> GalaxyPosterior:
         """Read what :meth:`save` wrote. A model saved by a galppl older than
         :data:`OLDEST_READABLE` (or newer than this one) is refused, naming both versions; so
-        is a weights file that is anything but a state dict of tensors, without running it."""
+        is a weights file that is anything but a state dict of tensors, without running it.
+        Every file and weight tensor is checked against the sha256 recorded at saving: a file
+        that is missing, empty, truncated or changed is a
+        :class:`~galppl.data.files.CorruptFileError` naming it (and the tensor)."""
         path = Path(path)
-        saved = json.loads((path / CONFIG_FILE).read_text())
-        if saved.get("kind") != "posterior":
-            raise ValueError(f"{str(path)!r} holds a {saved.get('kind')!r}, not a posterior model")
+        saved = read_json(path / CONFIG_FILE, "saved posterior's config.json", required=("kind",))
+        if saved["kind"] != "posterior":
+            raise ValueError(f"{str(path)!r} holds a {saved['kind']!r}, not a posterior model")
         version = str(saved.get("galppl_version", "unknown"))
         saved_by = (version, str(saved.get("torch_version", "unknown")))
         if not _readable(version):
             raise ValueError(_refusal(path, saved_by, f"this galppl reads models saved by {OLDEST_READABLE} "
                                                       f"to {galppl.__version__}"))
-        config = FitConfig.from_dict(saved["config"])
-        featurizer = Featurizer.load(path)
-        blocks = [Block.from_dict(b) for b in saved["blocks"]]
-        chain = ChainModel(blocks, featurizer.feature_dim, **config.chain.model_options())
+        saved = read_json(path / CONFIG_FILE, "saved posterior's config.json", required=SAVED_KEYS)
+        checksums = saved.get("checksums", {})
+        for name, digest in checksums.get("files", {}).items():
+            _check_file(path / name, digest)
         try:
-            chain.load_state_dict(_state_dict(path / WEIGHTS_FILE))
+            config = FitConfig.from_dict(saved["config"])
+            blocks = [Block.from_dict(b) for b in saved["blocks"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptFileError(f"{str(path / CONFIG_FILE)!r} does not describe a model this galppl can build: "
+                                   f"{type(error).__name__}: {error}") from error
+        featurizer = Featurizer.load(path)
+        chain = ChainModel(blocks, featurizer.feature_dim, **config.chain.model_options())
+        state = _state_dict(path / WEIGHTS_FILE)
+        changed = [name for name, digest in tensor_checksums(state).items()
+                   if checksums.get("tensors", {}).get(name, digest) != digest]
+        if changed:
+            raise CorruptFileError(f"{str(path / WEIGHTS_FILE)!r} is corrupt: the tensor(s) {', '.join(changed[:5])} "
+                                   "differ from the checksums recorded when the model was saved")
+        try:
+            chain.load_state_dict(state)
         except RuntimeError as error:
-            why = "its weights do not fit the chain its config.json describes"
+            first = str(error).strip().splitlines()
+            why = f"its weights do not fit the chain its config.json describes ({' '.join(first[:2])})"
             raise ValueError(_refusal(path, saved_by, why)) from error
         return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
                    split=saved["split"])
@@ -330,14 +363,31 @@ def _from_files(files: dict[str, bytes]) -> GalaxyPosterior:
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors from ``path``, read by torch's weights-only unpickler, which
     refuses (without calling) every function and class but tensors and plain containers."""
+    if not path.is_file():
+        raise CorruptFileError(f"{str(path)!r} is missing: the saved model has no weights")
+    if path.stat().st_size == 0:
+        raise CorruptFileError(f"{str(path)!r} is empty (0 bytes): the weights were not written completely")
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "central directory" in first or "zip archive" in first or isinstance(error, EOFError):
+            raise CorruptFileError(f"{str(path)!r} is truncated or corrupt ({path.stat().st_size} bytes, not a "
+                                   f"complete torch archive: {first.split('. ')[0]})") from None
         raise ValueError(f"{str(path)!r} is not a state dict of tensors; refused without running it: {first}") from None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise ValueError(f"{str(path)!r} holds a {type(weights).__name__}, not a state dict of tensors")
     return weights
+
+
+def _check_file(path: Path, digest: str) -> None:
+    """A :class:`~galppl.data.files.CorruptFileError` when a saved model's file is gone or its
+    sha256 is not the one recorded at saving."""
+    if not path.is_file():
+        raise CorruptFileError(f"{str(path)!r} is missing from the saved model")
+    if file_sha256(path) != digest:
+        raise CorruptFileError(f"{str(path)!r} is corrupt: its sha256 differs from the one recorded when the model "
+                               f"was saved ({path.stat().st_size} bytes; truncated, or changed since)")
 
 
 def _version_key(version: str) -> tuple[int, int]:
