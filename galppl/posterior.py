@@ -36,7 +36,7 @@ import xarray as xr
 import galppl
 from galppl.config import FitConfig
 from galppl.data.files import CorruptFileError, atomic_path, file_sha256, read_json, tensor_checksums
-from galppl.data.schema import KNOWN, flag, quality_attrs, validate
+from galppl.data.schema import KNOWN, CatalogError, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
 from galppl.models.calibration import MIN_GALAXIES
 from galppl.models.chain import Block, ChainModel
@@ -116,12 +116,12 @@ class GalaxyPosterior:
         ``num_samples`` is large (about :data:`DRAW_ROWS` draws per call of the chain, for speed),
         so memory stays bounded by ``num_samples x max_batch_size`` draws whatever the catalog size.
         """
-        validate(data)
+        _check_counts(num_samples=num_samples, max_batch_size=max_batch_size, seed=seed)
+        _check_catalog(data)
         return self._draw(catalog_tensors(self.features(data), data), num_samples, max_batch_size, seed)
 
     def _draw(self, tensors: CatalogTensors, num_samples: int, max_batch_size: int, seed: int) -> dict[str, np.ndarray]:
-        if num_samples < 1 or max_batch_size < 1:
-            raise ValueError(f"num_samples and max_batch_size must be >= 1, got {num_samples}, {max_batch_size}")
+        _check_counts(num_samples=num_samples, max_batch_size=max_batch_size, seed=seed)
         x = tensors.usable_rows().features
         # Every variable of every block (and each gate's probability), NaN for unusable galaxies.
         names = [name for b in self.chain.blocks
@@ -146,8 +146,9 @@ class GalaxyPosterior:
                 seed: int = 0) -> az.InferenceData:
         """Posterior draws for every galaxy of ``data`` as an ``arviz.InferenceData`` (see the
         module docstring). Warns (:class:`~galppl.ood.OutOfDistributionWarning`) when some
-        galaxies are out of distribution."""
-        validate(data)
+        galaxies are out of distribution, naming the input features outside the training range."""
+        _check_counts(num_samples=num_samples, max_batch_size=max_batch_size, seed=seed)
+        _check_catalog(data)
         features = self.features(data)
         tensors = catalog_tensors(features, data)
         draws = self._draw(tensors, num_samples, max_batch_size, seed)
@@ -174,9 +175,9 @@ class GalaxyPosterior:
             shown = ", ".join(str(g) for g in galaxy[outside][:5]) + (", ..." if outside.sum() > 5 else "")
             warnings.warn(
                 f"{int(outside.sum())} of {len(galaxy)} galaxies have inputs unlike the training galaxies' "
-                f"(galaxy ids {shown}): their posteriors are extrapolations. See "
-                "idata.constant_data['out_of_distribution'] and 'ood_score' (the quality bit "
-                "'out_of_distribution' is set for them).", OutOfDistributionWarning, stacklevel=2)
+                f"(galaxy ids {shown}): their posteriors are extrapolations{self._range_note(features)}. See "
+                "idata.constant_data['out_of_distribution'], 'outside_training_range' and 'ood_score' (the "
+                "quality bit 'out_of_distribution' is set for them).", OutOfDistributionWarning, stacklevel=2)
         attrs = {
             "galppl_version": galppl.__version__,
             "model": self.model,
@@ -188,6 +189,17 @@ class GalaxyPosterior:
         for group in (posterior, observed, constant):
             group.attrs.update(attrs)
         return az.InferenceData(posterior=posterior, observed_data=observed, constant_data=constant)
+
+    def _range_note(self, features: xr.DataArray) -> str:
+        """'; features outside the training range: mag_r (20 galaxies, trained on 14 to 17.8), ...'
+        (empty when none is)."""
+        outside = self.featurizer.outside_training_range(features).values.sum(axis=0)
+        low, high = self.featurizer.training_range()
+        named = [f"{name} ({count} galaxies, trained on {low[k]:.3g} to {high[k]:.3g})"
+                 for k, (name, count) in enumerate(zip(self.feature_names, outside)) if count]
+        if not named:
+            return ""
+        return "; features outside the training range: " + ", ".join(named[:5]) + (", ..." if len(named) > 5 else "")
 
     def log_prob(self, data: xr.Dataset, num_draws: int = 64, *, max_batch_size: int = 256,
                  seed: int = 0) -> xr.Dataset:
@@ -202,9 +214,8 @@ class GalaxyPosterior:
         missing, the child is averaged over ``num_draws`` seeded draws of it
         (:meth:`~galppl.models.chain.ChainModel.log_prob`); galaxies go ``max_batch_size`` at a time.
         """
-        validate(data)
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        _check_counts(num_draws=num_draws, max_batch_size=max_batch_size, seed=seed)
+        _check_catalog(data)
         tensors = self.tensors(data)
         usable = tensors.usable_rows()
         rows = np.flatnonzero(tensors.usable)
@@ -349,6 +360,22 @@ class GalaxyPosterior:
             raise ValueError(_refusal(path, saved_by, why)) from error
         return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
                    split=saved["split"])
+
+
+def _check_counts(**counts) -> None:
+    """A ValueError naming the first argument that is not a whole number of at least 1 (0 for ``seed``)."""
+    for name, value in counts.items():
+        low = 0 if name == "seed" else 1
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}"
+                             + (f" ({type(value).__name__})" if not isinstance(value, (int, np.integer)) else ""))
+
+
+def _check_catalog(data) -> None:
+    """The catalog is valid and holds at least one galaxy (else a CatalogError saying so)."""
+    validate(data)
+    if data.sizes["galaxy"] == 0:
+        raise CatalogError("the catalog has 0 galaxies: nothing to predict")
 
 
 def _from_files(files: dict[str, bytes]) -> GalaxyPosterior:

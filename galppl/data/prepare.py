@@ -280,7 +280,9 @@ def photometry_features(ds: xr.Dataset) -> xr.DataArray:
     the corrected magnitudes) and ``mag_u ... mag_z`` (corrected magnitudes), where the
     corrected magnitude is ``mag - extinction``. Without an ``extinction`` variable the
     magnitudes are used as they are and ``attrs["extinction_corrected"]`` is False.
-    Missing inputs give NaN features (never filled).
+    Missing inputs give NaN features (never filled), and so does every feature of a galaxy
+    whose ``missing_mag`` quality bit is set (a loader's sentinel, or the user's own mark),
+    whatever numbers its ``mag`` holds.
     """
     if "mag" not in ds:
         raise CatalogError(f"catalog has no 'mag' variable (has: {', '.join(ds.data_vars)})")
@@ -289,6 +291,7 @@ def photometry_features(ds: xr.Dataset) -> xr.DataArray:
     if corrected:
         mag = mag - ds["extinction"].transpose("galaxy", "band").sel(band=list(BANDS))
     values = mag.values.astype(np.float64)
+    values[has_flag(ds, "missing_mag").values] = np.nan
     colours = values[:, :-1] - values[:, 1:]
     features = np.concatenate([colours, values], axis=1)
     names = list(COLOURS) + [f"mag_{b}" for b in BANDS]
