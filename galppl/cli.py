@@ -421,7 +421,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         again = "; run the same command again to resume" if args.command == "predict" else ""
         parser.exit(130, f"galppl {args.command}: interrupted{again}\n")
-    except (ValueError, OSError) as err:  # unreadable data met during the work (CatalogError is a ValueError)
+    except (ValueError, OSError, FloatingPointError) as err:  # unreadable data, a diverged fit (CatalogError is a ValueError)
         one_line = " ".join(str(err).split())
         parser.exit(1, f"galppl {args.command}: error: {one_line}\n")
 

@@ -353,7 +353,12 @@ class Standardizer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # columns with < 2 finite values: reported below
             mean, std = np.nanmean(finite, axis=0), np.nanstd(finite, axis=0, ddof=1)
-        bad = ~(np.isfinite(std) & (std > 0))
+        # A constant column's std comes out as rounding error (1e-16 of its values), not 0: it
+        # would blow rounding noise up to unit-variance "features". Count it as constant.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            largest = np.nanmax(np.abs(finite), axis=0)
+        bad = ~(np.isfinite(std) & (std > 0) & (std > 1e-12 * largest))
         if bad.any():
             which = ", ".join(self.features[i] for i in np.flatnonzero(bad))
             raise ValueError(
