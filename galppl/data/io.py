@@ -33,6 +33,17 @@ FORMATS = {
 GALPPL_FORMATS = ("netcdf", "zarr")
 # Formats CatalogRows reads a range of rows of without reading the whole file.
 ROW_FORMATS = ("netcdf", "zarr", "fits", "parquet")
+# What the file libraries raise on a corrupt file: h5py and numcodecs (RuntimeError "error
+# during blosc decompression", "incorrect metadata checksum"), zarr's string decoding
+# (SystemError), astropy (KeyError for a lost header keyword; VerifyError is an Exception).
+# Each is turned into a CatalogError naming the file (benchmarks/fuzz_loaders.py finds them).
+UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, SystemError)
+
+
+def _unreadable_errors() -> tuple[type[Exception], ...]:
+    from astropy.io.fits.verify import VerifyError
+
+    return (*UNREADABLE, VerifyError)
 
 
 def catalog_format(path) -> str:
@@ -82,7 +93,7 @@ def _open(path: Path, fmt: str) -> xr.Dataset:
         if fmt == "netcdf":
             return xr.open_dataset(path, engine="h5netcdf")
         return xr.open_zarr(path, consolidated=False, chunks=None)
-    except (OSError, ValueError, KeyError) as err:
+    except UNREADABLE as err:
         raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
 
 
@@ -104,7 +115,9 @@ def load_catalog(path) -> xr.Dataset:
     with _open(path, fmt) as ds:
         try:
             ds = ds.load()
-        except (OSError, ValueError, KeyError) as err:
+        except UNREADABLE as err:
+            if isinstance(err, CatalogError):
+                raise
             raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
     recorded = ds.attrs.pop(CHECKSUM_ATTR, None)
     if recorded is not None:
@@ -220,7 +233,12 @@ class CatalogRows:
         if self.format not in ROW_FORMATS:
             raise CatalogError(f"{str(self.path)!r}: a {self.format} file cannot be read a range of rows at a time; "
                                f"convert it to one of {ROW_FORMATS}")
-        self.n_galaxies = self._count()
+        try:
+            self.n_galaxies = self._count()
+        except _unreadable_errors() as err:
+            if isinstance(err, CatalogError):
+                raise
+            raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} file: {err}") from err
 
     def __repr__(self) -> str:
         return f"CatalogRows({str(self.path)!r}, format={self.format!r}, n_galaxies={self.n_galaxies})"
@@ -249,7 +267,10 @@ class CatalogRows:
         start, stop = max(0, int(start)), min(self.n_galaxies, int(stop))
         if self.format in GALPPL_FORMATS:
             with _open(self.path, self.format) as ds:
-                rows = ds.isel(galaxy=slice(start, stop)).load()
+                try:
+                    rows = ds.isel(galaxy=slice(start, stop)).load()
+                except UNREADABLE as err:
+                    raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} catalog: {err}") from err
             # The checksums are of the whole arrays; a range cannot be checked against them.
             rows.attrs.pop(CHECKSUM_ATTR, None)
             return validate(rows)
@@ -257,7 +278,7 @@ class CatalogRows:
 
         try:
             rows = self._fits_rows(start, stop) if self.format == "fits" else self._parquet_rows(start, stop)
-        except (OSError, ValueError, TypeError) as err:
+        except _unreadable_errors() as err:
             raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} table: {err}") from err
         catalog = load_sdss_table(rows)
         catalog.attrs["source_file"] = str(self.path)
