@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,7 @@ import xarray as xr
 
 from galppl.data.files import CorruptFileError, read_json, write_text_atomic
 from galppl.data.prepare import photometry_features
-from galppl.data.schema import CatalogError
-from galppl.ood import OOD_QUANTILE, InputDensity
+from galppl.ood import OOD_QUANTILE, InputDensity, OutOfDistributionWarning
 
 # What each input variant reads: "image" = the VAE encoding of the gri stamp,
 # "photometry" = colours and magnitudes.
@@ -159,19 +159,20 @@ class Featurizer:
     def features(self, data: xr.Dataset) -> xr.DataArray:
         """Features (galaxy, feature) of a catalog; NaN rows for galaxies with incomplete inputs.
 
-        A ``CatalogError`` when the catalog has ``extinction`` and the training catalog had not,
-        or the other way round: the magnitudes would differ from the training ones by A_band."""
+        Warns (:class:`~galppl.ood.OutOfDistributionWarning`) when the catalog has
+        ``extinction`` and the training catalog had not, or the other way round: its magnitudes
+        then differ from the training ones by A_band (a real catalog without extinction read
+        by a mock-trained model, say), so every posterior shifts a little."""
         has_extinction = "extinction" in data
         if "photometry" in INPUT_PARTS[self.inputs] and self.extinction_corrected not in (None, has_extinction):
-            if self.extinction_corrected:
-                raise CatalogError(
-                    "the model was trained on magnitudes corrected for Milky Way extinction and this catalog has "
-                    "no 'extinction' variable: add it (SDSS columns extinction_u..extinction_z), or, to predict "
-                    "from uncorrected magnitudes knowing they are too faint by A_band, set it to 0")
-            raise CatalogError(
-                "the model was trained on magnitudes NOT corrected for Milky Way extinction (its catalog had no "
-                "'extinction') and this catalog has 'extinction': drop it (catalog.drop_vars('extinction')) to "
-                "predict as the model was trained, or refit with extinction")
+            why = ("the model was trained on magnitudes corrected for Milky Way extinction and this catalog has "
+                   "no 'extinction' variable: its magnitudes are used uncorrected, too faint by A_band (~0.1-0.5 "
+                   "mag in u); add 'extinction' (SDSS columns extinction_u..extinction_z) to correct them"
+                   if self.extinction_corrected else
+                   "the model was trained on magnitudes NOT corrected for Milky Way extinction (its catalog had "
+                   "no 'extinction') and this catalog has 'extinction': its magnitudes are corrected, brighter "
+                   "than the training ones by A_band; drop it (catalog.drop_vars('extinction')) to match")
+            warnings.warn(why, OutOfDistributionWarning, stacklevel=3)
         features = build_features(data, self.inputs, self.vae)
         names = [str(name) for name in features["feature"].values]
         if names != self.feature_names:
