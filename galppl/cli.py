@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from galppl.data.files import atomic_path, write_text_atomic
+
 # The default wall-clock budget of ``galppl run`` without a config file, and its shares:
 # simulation is cached after the first run; the VAE and the chain stop early (keeping their
 # best weights) when their share is spent.
@@ -95,7 +97,9 @@ def run_config(args):
     """The :class:`~galppl.config.FitConfig` of ``galppl run``: the ``--config`` file (or the
     defaults and a :data:`DEFAULT_MINUTES` budget), then the flags given on the command line."""
     minutes = DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
-    return _with_flags(_read_config(args), args, minutes)
+    config = _with_flags(_read_config(args), args, minutes)
+    _writable(args.out, "--out", folder=True)
+    return config
 
 
 def _evaluate(idata, out: Path, title: str) -> dict:
@@ -135,12 +139,25 @@ def _evaluate(idata, out: Path, title: str) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     fig = diagnostics.plot_pred_vs_true(idata, var_names=params)
-    fig.savefig(out / "pred_vs_true.png", dpi=110, bbox_inches="tight")
+    _save_figure(fig, out / "pred_vs_true.png", dpi=110)
     galaxy = posterior["galaxy"].values[int(np.argmax(np.isfinite(idata.observed_data[params[-1]].values)))]
     axes = az.plot_pair(idata, var_names=params, coords={"galaxy": [galaxy]}, kind="kde", marginals=True)
-    np.ravel(axes)[0].figure.savefig(out / "corner_one_galaxy.png", dpi=90, bbox_inches="tight")
+    _save_figure(np.ravel(axes)[0].figure, out / "corner_one_galaxy.png", dpi=90)
     summary["report"] = str(diagnostics.report(idata, out / "report", title=title).relative_to(out))
     return summary
+
+
+def _save_figure(fig, path: Path, dpi: int) -> None:
+    """``fig`` as an image at ``path`` (format from its suffix), written atomically."""
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format=path.suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
+
+
+def _write_idata(idata, path) -> None:
+    """An InferenceData as netCDF at ``path``, written under a temporary name and renamed into
+    place: a killed run leaves the earlier file (or none), never a truncated one."""
+    with atomic_path(path) as temporary:
+        idata.to_netcdf(str(temporary))
 
 
 def _run(args, config) -> int:
@@ -168,7 +185,7 @@ def _run(args, config) -> int:
     posterior.save(out / "model")
     test = catalog.sel(galaxy=posterior.split["test"])
     idata = posterior.predict(test, num_samples=args.num_samples)
-    idata.to_netcdf(str(out / "posterior.nc"))
+    _write_idata(idata, out / "posterior.nc")
     phases["predict"] = time.perf_counter() - clock
 
     print(f"\nHeld-out test set: {test.sizes['galaxy']} galaxies, {args.num_samples} draws each")
@@ -183,7 +200,7 @@ def _run(args, config) -> int:
     print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items())
           + f" (VAE stopped by {summary['stopped_because']['vae']}, chain by {history['stopped_because']})")
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     print(f"\nWrote {out}/: posterior.nc, model/, pred_vs_true.png, corner_one_galaxy.png, {summary['report']}, "
           f"summary.json ({summary['total_seconds']:.0f} s in all)")
     return 0
@@ -200,6 +217,7 @@ def _check_fit(args):
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"--out {args.out!r} exists and is not empty: choose a new folder for the model")
+    _writable(args.out, "--out", folder=True)
     config = _with_flags(_read_config(args), args, args.minutes)
     if uses_images(config.chain.inputs) and args.cutouts is None and fmt not in GALPPL_FORMATS:
         raise ValueError(f"inputs {config.chain.inputs!r} read images, and a {fmt} table has none: give "
@@ -240,7 +258,7 @@ def _predict(args, posterior) -> int:
         print(f"wrote {args.out} (summaries of {result.sizes['galaxy']} galaxies)")
         return 0
     idata = posterior.predict(read_catalog(args.catalog), num_samples=args.num_samples, seed=args.seed)
-    idata.to_netcdf(args.out)
+    _write_idata(idata, args.out)
     print(f"wrote {args.out}")
     return 0
 
@@ -263,6 +281,7 @@ def _check_predict(args):
     if suffix == ".nc" and (args.keep_draws or args.chunk_size is not None):
         raise ValueError("--keep-draws and --chunk-size are for a .zarr OUT (an .nc OUT holds every draw)")
     args.chunk_size = args.chunk_size or DEFAULT_CHUNK_SIZE
+    _writable(args.out, "out")
     _existing(args.model_dir, "model")
     return galppl.load(args.model_dir)
 
@@ -271,7 +290,7 @@ def _diagnose(args, idata) -> int:
     posterior = Path(args.posterior)
     out = Path(args.out) if args.out else posterior.with_name(f"{posterior.stem}_diagnostics")
     summary = _evaluate(idata, out, f"galppl: {Path(args.posterior).name}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     print(f"wrote {out}/: pred_vs_true.png, corner_one_galaxy.png, {summary['report']}, summary.json")
     return 0
 
@@ -296,6 +315,24 @@ def _check_simulate(args):
         raise ValueError(f"--image-size must be 0 (no images) or a multiple of 8 (e.g. 64), got {args.image_size}")
     if Path(args.out).suffix not in (".nc", ".zarr"):
         raise ValueError(f"out {args.out!r} must end in .nc (netCDF) or .zarr")
+    _writable(args.out, "out")
+
+
+def _writable(path: str, name: str, *, folder: bool = False) -> None:
+    """A ValueError when the file (or, with ``folder``, the folder) ``path`` cannot be created:
+    the nearest existing folder on its way is a file, or refuses a new file (tried with a
+    temporary file, removed at once)."""
+    import tempfile
+
+    where = Path(path).absolute() if folder else Path(path).absolute().parent
+    while not where.exists():
+        where = where.parent
+    if not where.is_dir():
+        raise ValueError(f"{name} {path!r} cannot be written: {str(where)!r} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=where).close()
+    except OSError as err:
+        raise ValueError(f"{name} {path!r} cannot be written in {str(where)!r}: {err.strerror or err}") from None
 
 
 def _existing(path: str, name: str) -> None:
@@ -384,7 +421,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         again = "; run the same command again to resume" if args.command == "predict" else ""
         parser.exit(130, f"galppl {args.command}: interrupted{again}\n")
-    except (ValueError, OSError) as err:  # unreadable data met during the work (CatalogError is a ValueError)
+    except (ValueError, OSError, FloatingPointError) as err:  # unreadable data, a diverged fit (CatalogError is a ValueError)
         one_line = " ".join(str(err).split())
         parser.exit(1, f"galppl {args.command}: error: {one_line}\n")
 

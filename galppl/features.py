@@ -16,6 +16,8 @@ colours u-g, g-r, r-i, i-z, magnitudes]; the ``inputs`` variant chooses which pa
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from galppl.data.files import CorruptFileError, read_json, write_text_atomic
 from galppl.data.prepare import photometry_features
-from galppl.ood import OOD_QUANTILE, InputDensity
+from galppl.ood import OOD_QUANTILE, InputDensity, OutOfDistributionWarning
 
 # What each input variant reads: "image" = the VAE encoding of the gri stamp,
 # "photometry" = colours and magnitudes.
@@ -33,6 +36,11 @@ INPUTS = tuple(INPUT_PARTS)
 # Quantiles of each feature over the training galaxies that a Featurizer records (0 and 1:
 # the minimum and maximum), from which out-of-range inputs can be told.
 RANGE_QUANTILES = (0.0, 0.001, 0.01, 0.5, 0.99, 0.999, 1.0)
+# A feature is outside the training range when it lies beyond the training minimum or maximum
+# by more than this share of the spread of the central 99.8% (quantiles 0.001 to 0.999): far
+# enough that new in-distribution galaxies almost never cross it, near enough that magnitudes
+# 5 mag too faint, or fluxes passed as magnitudes, always do.
+RANGE_MARGIN = 0.1
 FEATURIZER_FILE = "featurizer.json"
 
 
@@ -71,6 +79,8 @@ def build_features(data: xr.Dataset, inputs: str, vae=None) -> xr.DataArray:
         parts.append(xr.DataArray(phot.values, dims=("galaxy", "feature"), coords={"galaxy": data["galaxy"].values, "feature": phot["feature"].values}))
     features = xr.concat(parts, dim="feature")
     features.attrs = {"inputs": inputs, "description": "model inputs per galaxy"}
+    if "photometry" in INPUT_PARTS[inputs]:
+        features.attrs["extinction_corrected"] = int("extinction" in data)
     return features
 
 
@@ -88,9 +98,13 @@ class Featurizer:
     quantiles :data:`RANGE_QUANTILES` of each feature over the training galaxies with
     complete inputs, in the features' own units (magnitudes, colours, latents). ood: the
     :class:`~galppl.ood.InputDensity` of the training galaxies' features, with its flag threshold.
+    extinction_corrected: whether the training magnitudes were corrected for Milky Way
+    extinction (the catalog had ``extinction``); a catalog that differs is refused, since its
+    magnitudes would be off by A_band (``None``: not recorded, by a galppl before the check).
     """
 
-    def __init__(self, inputs: str, vae, feature_names, input_ranges: xr.DataArray, ood: InputDensity):
+    def __init__(self, inputs: str, vae, feature_names, input_ranges: xr.DataArray, ood: InputDensity,
+                 extinction_corrected: bool | None = None):
         if uses_images(inputs) and vae is None:
             raise ValueError(f"inputs {inputs!r} need a fitted VAE")
         if not uses_images(inputs) and vae is not None:
@@ -106,6 +120,7 @@ class Featurizer:
                              f"{len(self.feature_names)}")
         self.input_ranges = input_ranges
         self.ood = ood
+        self.extinction_corrected = None if extinction_corrected is None else bool(extinction_corrected)
 
     @classmethod
     def from_training(cls, inputs: str, vae, features: xr.DataArray, validation: xr.DataArray, *,
@@ -127,7 +142,8 @@ class Featurizer:
             attrs={"description": "quantiles of each input feature over the training galaxies"},
         )
         ood = InputDensity.fit(complete, validation.values, ood_quantile, seed=seed)
-        return cls(inputs, vae, features["feature"].values, ranges, ood)
+        return cls(inputs, vae, features["feature"].values, ranges, ood,
+                   extinction_corrected=features.attrs.get("extinction_corrected"))
 
     @property
     def reads_images(self) -> bool:
@@ -141,27 +157,66 @@ class Featurizer:
         return f"Featurizer(inputs={self.inputs!r}, features={self.feature_dim}, vae={self.vae!r})"
 
     def features(self, data: xr.Dataset) -> xr.DataArray:
-        """Features (galaxy, feature) of a catalog; NaN rows for galaxies with incomplete inputs."""
+        """Features (galaxy, feature) of a catalog; NaN rows for galaxies with incomplete inputs.
+
+        Warns (:class:`~galppl.ood.OutOfDistributionWarning`) when the catalog has
+        ``extinction`` and the training catalog had not, or the other way round: its magnitudes
+        then differ from the training ones by A_band (a real catalog without extinction read
+        by a mock-trained model, say), so every posterior shifts a little."""
+        has_extinction = "extinction" in data
+        if "photometry" in INPUT_PARTS[self.inputs] and self.extinction_corrected not in (None, has_extinction):
+            why = ("the model was trained on magnitudes corrected for Milky Way extinction and this catalog has "
+                   "no 'extinction' variable: its magnitudes are used uncorrected, too faint by A_band (~0.1-0.5 "
+                   "mag in u); add 'extinction' (SDSS columns extinction_u..extinction_z) to correct them"
+                   if self.extinction_corrected else
+                   "the model was trained on magnitudes NOT corrected for Milky Way extinction (its catalog had "
+                   "no 'extinction') and this catalog has 'extinction': its magnitudes are corrected, brighter "
+                   "than the training ones by A_band; drop it (catalog.drop_vars('extinction')) to match")
+            warnings.warn(why, OutOfDistributionWarning, stacklevel=3)
         features = build_features(data, self.inputs, self.vae)
         names = [str(name) for name in features["feature"].values]
         if names != self.feature_names:
             raise ValueError(f"catalog gives features {names}, the model was fitted on {self.feature_names}")
         return features
 
+    def training_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) per feature: the training minimum and maximum widened by
+        :data:`RANGE_MARGIN` of the central 99.8% spread, in the features' units."""
+        quantiles = self.input_ranges
+        spread = (quantiles.sel(quantile=0.999) - quantiles.sel(quantile=0.001)).values
+        return (quantiles.sel(quantile=0.0).values - RANGE_MARGIN * spread,
+                quantiles.sel(quantile=1.0).values + RANGE_MARGIN * spread)
+
+    def outside_training_range(self, features: xr.DataArray) -> xr.DataArray:
+        """Boolean (galaxy, feature): the feature lies outside :meth:`training_range` (False
+        where it is NaN: incomplete inputs have their own quality bits)."""
+        low, high = self.training_range()
+        with np.errstate(invalid="ignore"):
+            outside = (features.values < low) | (features.values > high)
+        return xr.DataArray(outside, dims=("galaxy", "feature"), coords=features.coords)
+
     def ood_scores(self, features: xr.DataArray) -> xr.Dataset:
-        """``ood_score`` (nats; NaN for incomplete inputs) and ``out_of_distribution`` (bool) per
-        galaxy of ``features`` (from :meth:`features`): see :class:`~galppl.ood.InputDensity`."""
+        """``ood_score`` (nats; NaN for incomplete inputs), ``outside_training_range`` (bool:
+        some feature lies outside :meth:`training_range`) and ``out_of_distribution`` (bool: the
+        score exceeds the threshold of :class:`~galppl.ood.InputDensity`, or some feature is out
+        of range) per galaxy of ``features`` (from :meth:`features`)."""
         scores = self.ood.score(features.values)
+        outside = self.outside_training_range(features).values.any(axis=1)
         return xr.Dataset(
             {
                 "ood_score": ("galaxy", scores, {
                     "units": "nats",
                     "description": "negative log density of the inputs under the training galaxies' input density",
                     "threshold": self.ood.threshold}),
-                "out_of_distribution": ("galaxy", self.ood.flagged(scores), {
+                "outside_training_range": ("galaxy", outside, {
+                    "units": "",
+                    "description": "some input feature lies beyond the training minimum or maximum (by more "
+                                   f"than {RANGE_MARGIN:g} of the training 0.001-0.999 quantile spread)"}),
+                "out_of_distribution": ("galaxy", self.ood.flagged(scores) | outside, {
                     "units": "",
                     "description": f"ood_score above its threshold, the {self.ood.quantile:g} quantile of the "
-                                   "validation galaxies' scores: inputs unlike the training galaxies'"}),
+                                   "validation galaxies' scores, or outside_training_range: inputs unlike the "
+                                   "training galaxies'"}),
             },
             coords={"galaxy": features["galaxy"].values},
         )
@@ -174,6 +229,7 @@ class Featurizer:
             "feature_names": self.feature_names,
             "input_ranges": {"quantile": list(RANGE_QUANTILES), "values": self.input_ranges.values.tolist()},
             "ood": self.ood.to_dict(),
+            "extinction_corrected": self.extinction_corrected,
         }
 
     @classmethod
@@ -188,20 +244,22 @@ class Featurizer:
             coords={"feature": data["feature_names"], "quantile": data["input_ranges"]["quantile"]},
             attrs={"description": "quantiles of each input feature over the training galaxies"},
         )
-        return cls(data["inputs"], vae, data["feature_names"], ranges, InputDensity.from_dict(data["ood"]))
+        return cls(data["inputs"], vae, data["feature_names"], ranges, InputDensity.from_dict(data["ood"]),
+                   extinction_corrected=data.get("extinction_corrected"))
 
     def save(self, path) -> Path:
         """Write ``featurizer.json`` (and the VAE into ``vae/``) inside the folder ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / FEATURIZER_FILE).write_text(json.dumps(self.to_dict(), indent=1))
+        write_text_atomic(path / FEATURIZER_FILE, json.dumps(self.to_dict(), indent=1))
         if self.vae is not None:
             self.vae.save(path / "vae")
         return path
 
     @classmethod
     def load(cls, path) -> Featurizer:
-        """Read what :meth:`save` wrote."""
+        """Read what :meth:`save` wrote; a :class:`~galppl.data.files.CorruptFileError` naming
+        the file when ``featurizer.json`` or the VAE's files are truncated or incomplete."""
         path = Path(path)
         if not (path / FEATURIZER_FILE).exists():
             raise FileNotFoundError(f"{str(path)!r} holds no saved featurizer ({FEATURIZER_FILE})")
@@ -209,8 +267,19 @@ class Featurizer:
         if (path / "vae").exists():
             from galppl.models.vae import FittedVAE
 
-            vae = FittedVAE.load(path / "vae")
-        return cls.from_dict(json.loads((path / FEATURIZER_FILE).read_text()), vae)
+            try:
+                vae = FittedVAE.load(path / "vae")
+            except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError, json.JSONDecodeError) as error:
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise CorruptFileError(f"{str(path / 'vae')!r}: the saved VAE is truncated or corrupt "
+                                       f"({type(error).__name__}: {first})") from error
+        data = read_json(path / FEATURIZER_FILE, "saved featurizer", required=("inputs", "feature_names",
+                                                                                 "input_ranges"))
+        try:
+            return cls.from_dict(data, vae)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptFileError(f"{str(path / FEATURIZER_FILE)!r} does not describe a featurizer: "
+                                   f"{type(error).__name__}: {error}") from error
 
 
 def block_targets(data: xr.Dataset, blocks) -> dict[str, np.ndarray]:

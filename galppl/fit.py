@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import numbers
 import time
 from pathlib import Path
@@ -34,12 +33,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from galppl.config import FINE_TUNING, FitConfig
+from galppl.config import CHAIN_TRAINING, FINE_TUNING, FitConfig
+from galppl.data.files import read_json
 from galppl.data.schema import validate
 from galppl.ensemble import EnsemblePosterior
 from galppl.features import CatalogTensors, Featurizer, build_features, catalog_tensors, uses_images
 from galppl.models import CHAINS, chain_blocks
-from galppl.models.chain import ChainModel
+from galppl.models.chain import Block, ChainModel
 from galppl.posterior import GalaxyPosterior
 from galppl.train import train_loss_fn
 
@@ -97,6 +97,7 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
                              "with its own galppl.fit(data, init=member)")
         return fine_tune(init, data, model=model, config=config, vae=vae, progress=progress, **options)
     model = "props" if model is None else model
+    _check_fit_arguments(model, data, vae)
     if isinstance(model, str) and model == "vae":
         raise ValueError("galppl.fit('vae') was removed in galppl 0.3.0: fit the image VAE alone with "
                          "galppl.fit_vae(data, ...)")
@@ -107,6 +108,10 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
     if ensemble is not None:  # every member reads one mock sky and one split, whatever its own seed
         config = config.with_options(split_seed=config.data_seed)
     blocks = chain_blocks(model, num_couplings=config.chain.num_couplings, oh_flow=config.chain.oh_flow)
+    for block in blocks:
+        repeated = sorted({v for v in block.variables if block.variables.count(v) > 1})
+        if repeated:
+            raise ValueError(f"block {block.name!r} lists {repeated} more than once: name each variable once")
     name = model if isinstance(model, str) else "custom"
     data = default_catalog(config, progress) if data is None else validate(data)
     for block in blocks:
@@ -210,6 +215,28 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     return GalaxyPosterior(chain, init.featurizer, model=init.model, config=config, history=record, split=split)
 
 
+def _check_fit_arguments(model, data, vae) -> None:
+    """TypeErrors naming ``fit``'s arguments of the wrong kind, before any work."""
+    from galppl.models.vae import FittedVAE
+
+    if not isinstance(model, str):
+        try:
+            blocks = list(model)
+        except TypeError:
+            blocks = None
+        if blocks is None or not all(isinstance(b, Block) for b in blocks):
+            raise TypeError(f"model must be 'props', 'lines', 'joint' or a sequence of galppl Blocks, got "
+                            f"{type(model).__name__} {model!r:.60}")
+    if data is not None and not isinstance(data, xr.Dataset):
+        raise TypeError(f"data must be a galppl catalog (an xarray.Dataset, e.g. from galppl.data.read_catalog) "
+                        f"or None for the mock sky, got {type(data).__name__}")
+    if data is not None and data.sizes.get("galaxy", 0) == 0:
+        raise ValueError("the catalog has 0 galaxies: nothing to fit")
+    if vae is not None and not isinstance(vae, FittedVAE):
+        raise TypeError(f"vae must be a fitted VAE (galppl.fit_vae or galppl.load of a saved VAE) or None, got "
+                        f"{type(vae).__name__} {vae!r:.60}")
+
+
 def _ensemble_seeds(ensemble, seed: int) -> list[int]:
     if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) or ensemble < 2:
         raise ValueError(f"ensemble must be an integer >= 2 (the number of members), got {ensemble!r}; "
@@ -260,8 +287,18 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
            desc: str) -> dict:
     """Train ``chain`` with early stopping on ``val``, then calibrate it there; what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
-    history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
-                            config.chain_training(progress), desc=desc)
+    try:
+        history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
+                                config.chain_training(progress), desc=desc)
+    except ValueError as error:
+        # A step that blew the weights up surfaces at the next step as torch's complaint that a
+        # distribution's arguments hold NaN ("... but found invalid values"); say what happened.
+        finite = all(torch.isfinite(p).all() for p in chain.parameters())
+        if finite and "found invalid values" not in str(error):
+            raise
+        raise FloatingPointError(f"{desc}: training diverged: the loss went non-finite (the weights blew up) at "
+                                 f"lr={config.train.lr:g}; use a smaller learning rate (fit's default is "
+                                 f"{CHAIN_TRAINING.lr:g})") from error
     calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}
@@ -293,7 +330,7 @@ def load(path):
     config_file = path / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{str(path)!r} is not a saved galppl model (no config.json)")
-    kind = json.loads(config_file.read_text()).get("kind")
+    kind = read_json(config_file, "saved model's config.json", required=("kind",))["kind"]
     if kind == "posterior":
         return GalaxyPosterior.load(path)
     if kind == "ensemble":

@@ -35,7 +35,8 @@ import xarray as xr
 
 import galppl
 from galppl.config import FitConfig
-from galppl.data.schema import KNOWN, flag, quality_attrs, validate
+from galppl.data.files import CorruptFileError, atomic_path, file_sha256, read_json, tensor_checksums
+from galppl.data.schema import KNOWN, CatalogError, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
 from galppl.models.calibration import MIN_GALAXIES
 from galppl.models.chain import Block, ChainModel
@@ -53,6 +54,8 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "chain.pt"
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
 # (nested config, featurizer.json) and the chain's weights.
 OLDEST_READABLE = "0.3.0"
+# What a saved posterior's config.json must hold.
+SAVED_KEYS = ("kind", "galppl_version", "model", "blocks", "config", "history", "split")
 
 
 class GalaxyPosterior:
@@ -113,12 +116,12 @@ class GalaxyPosterior:
         ``num_samples`` is large (about :data:`DRAW_ROWS` draws per call of the chain, for speed),
         so memory stays bounded by ``num_samples x max_batch_size`` draws whatever the catalog size.
         """
-        validate(data)
+        _check_counts(num_samples=num_samples, max_batch_size=max_batch_size, seed=seed)
+        _check_catalog(data)
         return self._draw(catalog_tensors(self.features(data), data), num_samples, max_batch_size, seed)
 
     def _draw(self, tensors: CatalogTensors, num_samples: int, max_batch_size: int, seed: int) -> dict[str, np.ndarray]:
-        if num_samples < 1 or max_batch_size < 1:
-            raise ValueError(f"num_samples and max_batch_size must be >= 1, got {num_samples}, {max_batch_size}")
+        _check_counts(num_samples=num_samples, max_batch_size=max_batch_size, seed=seed)
         x = tensors.usable_rows().features
         # Every variable of every block (and each gate's probability), NaN for unusable galaxies.
         names = [name for b in self.chain.blocks
@@ -143,8 +146,9 @@ class GalaxyPosterior:
                 seed: int = 0) -> az.InferenceData:
         """Posterior draws for every galaxy of ``data`` as an ``arviz.InferenceData`` (see the
         module docstring). Warns (:class:`~galppl.ood.OutOfDistributionWarning`) when some
-        galaxies are out of distribution."""
-        validate(data)
+        galaxies are out of distribution, naming the input features outside the training range."""
+        _check_counts(num_samples=num_samples, max_batch_size=max_batch_size, seed=seed)
+        _check_catalog(data)
         features = self.features(data)
         tensors = catalog_tensors(features, data)
         draws = self._draw(tensors, num_samples, max_batch_size, seed)
@@ -171,9 +175,9 @@ class GalaxyPosterior:
             shown = ", ".join(str(g) for g in galaxy[outside][:5]) + (", ..." if outside.sum() > 5 else "")
             warnings.warn(
                 f"{int(outside.sum())} of {len(galaxy)} galaxies have inputs unlike the training galaxies' "
-                f"(galaxy ids {shown}): their posteriors are extrapolations. See "
-                "idata.constant_data['out_of_distribution'] and 'ood_score' (the quality bit "
-                "'out_of_distribution' is set for them).", OutOfDistributionWarning, stacklevel=2)
+                f"(galaxy ids {shown}): their posteriors are extrapolations{self._range_note(features)}. See "
+                "idata.constant_data['out_of_distribution'], 'outside_training_range' and 'ood_score' (the "
+                "quality bit 'out_of_distribution' is set for them).", OutOfDistributionWarning, stacklevel=2)
         attrs = {
             "galppl_version": galppl.__version__,
             "model": self.model,
@@ -185,6 +189,17 @@ class GalaxyPosterior:
         for group in (posterior, observed, constant):
             group.attrs.update(attrs)
         return az.InferenceData(posterior=posterior, observed_data=observed, constant_data=constant)
+
+    def _range_note(self, features: xr.DataArray) -> str:
+        """'; features outside the training range: mag_r (20 galaxies, trained on 14 to 17.8), ...'
+        (empty when none is)."""
+        outside = self.featurizer.outside_training_range(features).values.sum(axis=0)
+        low, high = self.featurizer.training_range()
+        named = [f"{name} ({count} galaxies, trained on {low[k]:.3g} to {high[k]:.3g})"
+                 for k, (name, count) in enumerate(zip(self.feature_names, outside)) if count]
+        if not named:
+            return ""
+        return "; features outside the training range: " + ", ".join(named[:5]) + (", ..." if len(named) > 5 else "")
 
     def log_prob(self, data: xr.Dataset, num_draws: int = 64, *, max_batch_size: int = 256,
                  seed: int = 0) -> xr.Dataset:
@@ -199,9 +214,8 @@ class GalaxyPosterior:
         missing, the child is averaged over ``num_draws`` seeded draws of it
         (:meth:`~galppl.models.chain.ChainModel.log_prob`); galaxies go ``max_batch_size`` at a time.
         """
-        validate(data)
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        _check_counts(num_draws=num_draws, max_batch_size=max_batch_size, seed=seed)
+        _check_catalog(data)
         tensors = self.tensors(data)
         usable = tensors.usable_rows()
         rows = np.flatnonzero(tensors.usable)
@@ -263,24 +277,36 @@ class GalaxyPosterior:
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
         """Write a directory: ``config.json`` (everything but weights, with the galppl and torch
-        versions that wrote it), ``chain.pt`` (the chain's state dict: tensors only, read back
-        with ``torch.load(weights_only=True)``, so loading never runs pickled code),
-        ``featurizer.json`` and, for image inputs, ``vae/``."""
+        versions that wrote it and the sha256 of every weight tensor and file), ``chain.pt`` (the
+        chain's state dict: tensors only, read back with ``torch.load(weights_only=True)``, so
+        loading never runs pickled code), ``featurizer.json`` and, for image inputs, ``vae/``.
+
+        The folder is written under a temporary name beside ``path`` and renamed into place when
+        complete (:func:`~galppl.data.files.atomic_path`), replacing an earlier saved model there;
+        a folder that holds anything but a saved model is refused rather than replaced."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        config = {
-            "kind": "posterior",
-            "galppl_version": galppl.__version__,
-            "torch_version": torch.__version__,
-            "model": self.model,
-            "blocks": [b.to_dict() for b in self.chain.blocks],
-            "config": self.config.to_dict(),
-            "history": self.history,
-            "split": {k: [_jsonable(i) for i in v] for k, v in self.split.items()},
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
-        torch.save({name: t.detach().cpu() for name, t in self.chain.state_dict().items()}, path / WEIGHTS_FILE)
-        self.featurizer.save(path)
+        if path.is_dir() and any(path.iterdir()) and not (path / CONFIG_FILE).is_file():
+            raise ValueError(f"{str(path)!r} is a folder holding other files, not a saved model: save to a new or "
+                             "empty folder (saving replaces the folder)")
+        state = {name: t.detach().cpu() for name, t in self.chain.state_dict().items()}
+        with atomic_path(path) as folder:
+            folder.mkdir()
+            torch.save(state, folder / WEIGHTS_FILE)
+            self.featurizer.save(folder)
+            files = {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
+                     if p.is_file() and p.name != WEIGHTS_FILE}
+            config = {
+                "kind": "posterior",
+                "galppl_version": galppl.__version__,
+                "torch_version": torch.__version__,
+                "model": self.model,
+                "blocks": [b.to_dict() for b in self.chain.blocks],
+                "config": self.config.to_dict(),
+                "history": self.history,
+                "split": {k: [_jsonable(i) for i in v] for k, v in self.split.items()},
+                "checksums": {"tensors": tensor_checksums(state), "files": files},
+            }
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1))
         return path
 
     def __reduce__(self):
@@ -295,27 +321,61 @@ class GalaxyPosterior:
     def load(cls, path) -> GalaxyPosterior:
         """Read what :meth:`save` wrote. A model saved by a galppl older than
         :data:`OLDEST_READABLE` (or newer than this one) is refused, naming both versions; so
-        is a weights file that is anything but a state dict of tensors, without running it."""
+        is a weights file that is anything but a state dict of tensors, without running it.
+        Every file and weight tensor is checked against the sha256 recorded at saving: a file
+        that is missing, empty, truncated or changed is a
+        :class:`~galppl.data.files.CorruptFileError` naming it (and the tensor)."""
         path = Path(path)
-        saved = json.loads((path / CONFIG_FILE).read_text())
-        if saved.get("kind") != "posterior":
-            raise ValueError(f"{str(path)!r} holds a {saved.get('kind')!r}, not a posterior model")
+        saved = read_json(path / CONFIG_FILE, "saved posterior's config.json", required=("kind",))
+        if saved["kind"] != "posterior":
+            raise ValueError(f"{str(path)!r} holds a {saved['kind']!r}, not a posterior model")
         version = str(saved.get("galppl_version", "unknown"))
         saved_by = (version, str(saved.get("torch_version", "unknown")))
         if not _readable(version):
             raise ValueError(_refusal(path, saved_by, f"this galppl reads models saved by {OLDEST_READABLE} "
                                                       f"to {galppl.__version__}"))
-        config = FitConfig.from_dict(saved["config"])
-        featurizer = Featurizer.load(path)
-        blocks = [Block.from_dict(b) for b in saved["blocks"]]
-        chain = ChainModel(blocks, featurizer.feature_dim, **config.chain.model_options())
+        saved = read_json(path / CONFIG_FILE, "saved posterior's config.json", required=SAVED_KEYS)
+        checksums = saved.get("checksums", {})
+        for name, digest in checksums.get("files", {}).items():
+            _check_file(path / name, digest)
         try:
-            chain.load_state_dict(_state_dict(path / WEIGHTS_FILE))
+            config = FitConfig.from_dict(saved["config"])
+            blocks = [Block.from_dict(b) for b in saved["blocks"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptFileError(f"{str(path / CONFIG_FILE)!r} does not describe a model this galppl can build: "
+                                   f"{type(error).__name__}: {error}") from error
+        featurizer = Featurizer.load(path)
+        chain = ChainModel(blocks, featurizer.feature_dim, **config.chain.model_options())
+        state = _state_dict(path / WEIGHTS_FILE)
+        changed = [name for name, digest in tensor_checksums(state).items()
+                   if checksums.get("tensors", {}).get(name, digest) != digest]
+        if changed:
+            raise CorruptFileError(f"{str(path / WEIGHTS_FILE)!r} is corrupt: the tensor(s) {', '.join(changed[:5])} "
+                                   "differ from the checksums recorded when the model was saved")
+        try:
+            chain.load_state_dict(state)
         except RuntimeError as error:
-            why = "its weights do not fit the chain its config.json describes"
+            first = str(error).strip().splitlines()
+            why = f"its weights do not fit the chain its config.json describes ({' '.join(first[:2])})"
             raise ValueError(_refusal(path, saved_by, why)) from error
         return cls(chain, featurizer, model=saved["model"], config=config, history=saved["history"],
                    split=saved["split"])
+
+
+def _check_counts(**counts) -> None:
+    """A ValueError naming the first argument that is not a whole number of at least 1 (0 for ``seed``)."""
+    for name, value in counts.items():
+        low = 0 if name == "seed" else 1
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}"
+                             + (f" ({type(value).__name__})" if not isinstance(value, (int, np.integer)) else ""))
+
+
+def _check_catalog(data) -> None:
+    """The catalog is valid and holds at least one galaxy (else a CatalogError saying so)."""
+    validate(data)
+    if data.sizes["galaxy"] == 0:
+        raise CatalogError("the catalog has 0 galaxies: nothing to predict")
 
 
 def _from_files(files: dict[str, bytes]) -> GalaxyPosterior:
@@ -330,14 +390,31 @@ def _from_files(files: dict[str, bytes]) -> GalaxyPosterior:
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors from ``path``, read by torch's weights-only unpickler, which
     refuses (without calling) every function and class but tensors and plain containers."""
+    if not path.is_file():
+        raise CorruptFileError(f"{str(path)!r} is missing: the saved model has no weights")
+    if path.stat().st_size == 0:
+        raise CorruptFileError(f"{str(path)!r} is empty (0 bytes): the weights were not written completely")
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "central directory" in first or "zip archive" in first or isinstance(error, EOFError):
+            raise CorruptFileError(f"{str(path)!r} is truncated or corrupt ({path.stat().st_size} bytes, not a "
+                                   f"complete torch archive: {first.split('. ')[0]})") from None
         raise ValueError(f"{str(path)!r} is not a state dict of tensors; refused without running it: {first}") from None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise ValueError(f"{str(path)!r} holds a {type(weights).__name__}, not a state dict of tensors")
     return weights
+
+
+def _check_file(path: Path, digest: str) -> None:
+    """A :class:`~galppl.data.files.CorruptFileError` when a saved model's file is gone or its
+    sha256 is not the one recorded at saving."""
+    if not path.is_file():
+        raise CorruptFileError(f"{str(path)!r} is missing from the saved model")
+    if file_sha256(path) != digest:
+        raise CorruptFileError(f"{str(path)!r} is corrupt: its sha256 differs from the one recorded when the model "
+                               f"was saved ({path.stat().st_size} bytes; truncated, or changed since)")
 
 
 def _version_key(version: str) -> tuple[int, int]:

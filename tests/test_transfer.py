@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import galppl
+from galppl.data.files import file_sha256
 from galppl.config import FINE_TUNING
 from galppl.data import simulate
 
@@ -141,5 +142,8 @@ def test_fine_tune_refuses_another_chain_or_other_features(tmp_path, posterior, 
     saved = json.loads((path / "featurizer.json").read_text())
     saved["feature_names"] = [name.replace("mag_", "petro_") for name in saved["feature_names"]]
     (path / "featurizer.json").write_text(json.dumps(saved))
+    config = json.loads((path / "config.json").read_text())  # a consistent model, not a corrupt one
+    config["checksums"]["files"]["featurizer.json"] = file_sha256(path / "featurizer.json")
+    (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"catalog gives features .*'mag_u'.*the model was fitted on .*'petro_u'"):
         galppl.fit(data=small_catalog, init=galppl.load(path), **QUICK)

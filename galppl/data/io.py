@@ -16,11 +16,13 @@ group), which is what :func:`galppl.scale.predict_catalog` needs to stream a sur
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from galppl.data.files import CHECKSUM_ATTR, CorruptFileError, array_checksums, atomic_path, verify_checksums
 from galppl.data.schema import CatalogError, flag, validate
 
 FORMATS = {
@@ -31,6 +33,17 @@ FORMATS = {
 GALPPL_FORMATS = ("netcdf", "zarr")
 # Formats CatalogRows reads a range of rows of without reading the whole file.
 ROW_FORMATS = ("netcdf", "zarr", "fits", "parquet")
+# What the file libraries raise on a corrupt file: h5py and numcodecs (RuntimeError "error
+# during blosc decompression", "incorrect metadata checksum"), zarr's string decoding
+# (SystemError), astropy (KeyError for a lost header keyword; VerifyError is an Exception).
+# Each is turned into a CatalogError naming the file (benchmarks/fuzz_loaders.py finds them).
+UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, SystemError)
+
+
+def _unreadable_errors() -> tuple[type[Exception], ...]:
+    from astropy.io.fits.verify import VerifyError
+
+    return (*UNREADABLE, VerifyError)
 
 
 def catalog_format(path) -> str:
@@ -51,16 +64,26 @@ def _galppl_format(path: Path) -> str:
 
 
 def save_catalog(ds: xr.Dataset, path) -> Path:
-    """Validate ``ds`` and write it to ``path`` ('.nc' for netCDF-4, '.zarr' for zarr)."""
+    """Validate ``ds`` and write it to ``path`` ('.nc' for netCDF-4, '.zarr' for zarr).
+
+    The file is written under a temporary name beside ``path`` and renamed into place when
+    complete (:func:`~galppl.data.files.atomic_path`): a killed save leaves the earlier file.
+    The sha256 of every array goes into the ``galppl_sha256`` attr, which :func:`load_catalog`
+    checks; a zarr store gets every chunk written, even one equal to the fill value, so that a
+    missing chunk file is always an error.
+    """
     path = Path(path)
     validate(ds)
     fmt = _galppl_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "netcdf":
-        ds.to_netcdf(path, engine="h5netcdf")
-    else:
-        # zarr format 2: format 3 has no stable specification for the string coords we store.
-        ds.to_zarr(path, mode="w", consolidated=False, zarr_format=2)
+    stamped = ds.copy(deep=False)
+    stamped.attrs = {**{k: v for k, v in ds.attrs.items() if k != CHECKSUM_ATTR},
+                     CHECKSUM_ATTR: json.dumps(array_checksums(ds), sort_keys=True)}
+    with atomic_path(path) as temporary:
+        if fmt == "netcdf":
+            stamped.to_netcdf(temporary, engine="h5netcdf")
+        else:
+            # zarr format 2: format 3 has no stable specification for the string coords we store.
+            stamped.to_zarr(temporary, mode="w", consolidated=False, zarr_format=2, write_empty_chunks=True)
     return path
 
 
@@ -70,22 +93,75 @@ def _open(path: Path, fmt: str) -> xr.Dataset:
         if fmt == "netcdf":
             return xr.open_dataset(path, engine="h5netcdf")
         return xr.open_zarr(path, consolidated=False, chunks=None)
-    except (OSError, ValueError, KeyError) as err:
+    except UNREADABLE as err:
         raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
 
 
 def load_catalog(path) -> xr.Dataset:
-    """Read a catalog written by ``save_catalog``, into memory, and validate it."""
+    """Read a catalog written by ``save_catalog``, into memory, and validate it.
+
+    The arrays are checked against the checksums ``save_catalog`` recorded (a
+    :class:`~galppl.data.files.CorruptFileError` names the file and the variables that
+    changed, and a zarr chunk file that is gone); the checksums are not carried into the
+    returned catalog, which a user may change and save again. A catalog written without
+    checksums (by xarray directly, or by a galppl without checksums) is read unchecked.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no catalog at {str(path)!r}")
     fmt = _galppl_format(path)
+    if fmt == "zarr":
+        check_zarr_chunks(path)
     with _open(path, fmt) as ds:
         try:
             ds = ds.load()
-        except (OSError, ValueError, KeyError) as err:
+        except UNREADABLE as err:
+            if isinstance(err, CatalogError):
+                raise
             raise CatalogError(f"{str(path)!r} is not a readable {fmt} catalog: {err}") from err
+    recorded = ds.attrs.pop(CHECKSUM_ATTR, None)
+    if recorded is not None:
+        try:
+            recorded = json.loads(recorded)
+        except (TypeError, json.JSONDecodeError):
+            raise CorruptFileError(f"{str(path)!r} is corrupt: its {CHECKSUM_ATTR!r} attr is not the JSON "
+                                   "galppl wrote") from None
+        verify_checksums(ds, recorded, path)
     return validate(ds)
+
+
+def check_zarr_chunks(path) -> None:
+    """Raise :class:`~galppl.data.files.CorruptFileError` naming the first chunk files that a
+    zarr (format 2) store written by galppl lacks: zarr reads a missing chunk as the fill value
+    (NaN or 0), so a lost file would otherwise load as data. Stores without galppl's checksum
+    attr may leave fill-value chunks unwritten and are not checked."""
+    path = Path(path)
+    root = _zarr_json(path / ".zattrs")
+    if root is None or CHECKSUM_ATTR not in root:
+        return
+    missing = []
+    for meta_file in sorted(path.glob("*/.zarray")):
+        meta = _zarr_json(meta_file)
+        if meta is None:
+            raise CorruptFileError(f"{str(meta_file)!r} is not readable zarr metadata: the store is corrupt")
+        separator = meta.get("dimension_separator") or "."
+        counts = [max(1, -(-int(n) // int(c))) for n, c in zip(meta["shape"], meta["chunks"])]
+        for index in np.ndindex(*counts) if counts else [(0,)]:
+            key = separator.join(map(str, index))
+            if not (meta_file.parent / key).exists():
+                missing.append(f"{meta_file.parent.name}/{key}")
+    if missing:
+        raise CorruptFileError(f"{str(path)!r} is corrupt: chunk file(s) {', '.join(missing[:5])}"
+                               f"{' and more' if len(missing) > 5 else ''} are missing (zarr would read them as "
+                               "NaN or 0); restore the store from a good copy or write it again")
+
+
+def _zarr_json(path: Path):
+    """A zarr metadata file's JSON; None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_catalog(path, cutouts=None) -> xr.Dataset:
@@ -152,10 +228,17 @@ class CatalogRows:
         if not self.path.exists():
             raise FileNotFoundError(f"no catalog at {str(self.path)!r}")
         self.format = catalog_format(self.path)
+        if self.format == "zarr":
+            check_zarr_chunks(self.path)
         if self.format not in ROW_FORMATS:
             raise CatalogError(f"{str(self.path)!r}: a {self.format} file cannot be read a range of rows at a time; "
                                f"convert it to one of {ROW_FORMATS}")
-        self.n_galaxies = self._count()
+        try:
+            self.n_galaxies = self._count()
+        except _unreadable_errors() as err:
+            if isinstance(err, CatalogError):
+                raise
+            raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} file: {err}") from err
 
     def __repr__(self) -> str:
         return f"CatalogRows({str(self.path)!r}, format={self.format!r}, n_galaxies={self.n_galaxies})"
@@ -184,12 +267,18 @@ class CatalogRows:
         start, stop = max(0, int(start)), min(self.n_galaxies, int(stop))
         if self.format in GALPPL_FORMATS:
             with _open(self.path, self.format) as ds:
-                return validate(ds.isel(galaxy=slice(start, stop)).load())
+                try:
+                    rows = ds.isel(galaxy=slice(start, stop)).load()
+                except UNREADABLE as err:
+                    raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} catalog: {err}") from err
+            # The checksums are of the whole arrays; a range cannot be checked against them.
+            rows.attrs.pop(CHECKSUM_ATTR, None)
+            return validate(rows)
         from galppl.data.loaders import load_sdss_table
 
         try:
             rows = self._fits_rows(start, stop) if self.format == "fits" else self._parquet_rows(start, stop)
-        except (OSError, ValueError, TypeError) as err:
+        except _unreadable_errors() as err:
             raise CatalogError(f"{str(self.path)!r} is not a readable {self.format} table: {err}") from err
         catalog = load_sdss_table(rows)
         catalog.attrs["source_file"] = str(self.path)

@@ -280,7 +280,9 @@ def photometry_features(ds: xr.Dataset) -> xr.DataArray:
     the corrected magnitudes) and ``mag_u ... mag_z`` (corrected magnitudes), where the
     corrected magnitude is ``mag - extinction``. Without an ``extinction`` variable the
     magnitudes are used as they are and ``attrs["extinction_corrected"]`` is False.
-    Missing inputs give NaN features (never filled).
+    Missing inputs give NaN features (never filled), and so does every feature of a galaxy
+    whose ``missing_mag`` quality bit is set (a loader's sentinel, or the user's own mark),
+    whatever numbers its ``mag`` holds.
     """
     if "mag" not in ds:
         raise CatalogError(f"catalog has no 'mag' variable (has: {', '.join(ds.data_vars)})")
@@ -289,6 +291,7 @@ def photometry_features(ds: xr.Dataset) -> xr.DataArray:
     if corrected:
         mag = mag - ds["extinction"].transpose("galaxy", "band").sel(band=list(BANDS))
     values = mag.values.astype(np.float64)
+    values[has_flag(ds, "missing_mag").values] = np.nan
     colours = values[:, :-1] - values[:, 1:]
     features = np.concatenate([colours, values], axis=1)
     names = list(COLOURS) + [f"mag_{b}" for b in BANDS]
@@ -350,7 +353,12 @@ class Standardizer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # columns with < 2 finite values: reported below
             mean, std = np.nanmean(finite, axis=0), np.nanstd(finite, axis=0, ddof=1)
-        bad = ~(np.isfinite(std) & (std > 0))
+        # A constant column's std comes out as rounding error (1e-16 of its values), not 0: it
+        # would blow rounding noise up to unit-variance "features". Count it as constant.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            largest = np.nanmax(np.abs(finite), axis=0)
+        bad = ~(np.isfinite(std) & (std > 0) & (std > 1e-12 * largest))
         if bad.any():
             which = ", ".join(self.features[i] for i in np.flatnonzero(bad))
             raise ValueError(

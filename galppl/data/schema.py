@@ -51,6 +51,13 @@ class Variable:
 # ~1e5x their largest errors) is a support no measured flux approaches. It is there to keep
 # draws finite: the signed log1p a line block models in is exponential on the way back.
 FLUX_SUPPORT = (-1e8, 1e8)
+# What a catalog's line flux may hold. Noise makes faint lines negative, but by a few times
+# their error (SDSS fibre line errors are ~1-100 in these units): a flux below -5000 is no
+# measurement but a missing-value code (-9999, -99999) or a failed fit, and is refused rather
+# than trained on as a value. Above, 1e7 is ~1e3x the brightest SDSS fibre lines.
+FLUX_BOUNDS = (-5000.0, 1e7)
+# Values source catalogs use for "missing"; validate names them when it meets one.
+SENTINELS = (-9999.0, -999.0, -99.0, 99.0, 999.0, 9999.0, -99999.0, 99999.0)
 
 # Targets: what the models infer. Lines are fibre fluxes and may be negative (noise).
 TARGETS: dict[str, Variable] = {
@@ -65,10 +72,10 @@ TARGETS: dict[str, Variable] = {
     ),
     "oh": Variable(("galaxy",), "dex", "gas-phase metallicity 12+log(O/H)", 7.0, 10.0, (7.0, 9.7)),
     "oh_detected": Variable(("galaxy",), "", "1 if 12+log(O/H) is measurable, else 0", 0, 1),
-    "flux_halpha": Variable(("galaxy",), FLUX_UNIT, "H-alpha 6563 fibre flux", support=FLUX_SUPPORT),
-    "flux_hbeta": Variable(("galaxy",), FLUX_UNIT, "H-beta 4861 fibre flux", support=FLUX_SUPPORT),
-    "flux_nii": Variable(("galaxy",), FLUX_UNIT, "[N II] 6584 fibre flux", support=FLUX_SUPPORT),
-    "flux_oiii": Variable(("galaxy",), FLUX_UNIT, "[O III] 5007 fibre flux", support=FLUX_SUPPORT),
+    "flux_halpha": Variable(("galaxy",), FLUX_UNIT, "H-alpha 6563 fibre flux", *FLUX_BOUNDS, FLUX_SUPPORT),
+    "flux_hbeta": Variable(("galaxy",), FLUX_UNIT, "H-beta 4861 fibre flux", *FLUX_BOUNDS, FLUX_SUPPORT),
+    "flux_nii": Variable(("galaxy",), FLUX_UNIT, "[N II] 6584 fibre flux", *FLUX_BOUNDS, FLUX_SUPPORT),
+    "flux_oiii": Variable(("galaxy",), FLUX_UNIT, "[O III] 5007 fibre flux", *FLUX_BOUNDS, FLUX_SUPPORT),
 }
 LINE_FLUXES = ("flux_halpha", "flux_hbeta", "flux_nii", "flux_oiii")
 PROPERTIES = ("log_mstar", "log_sfr", "z", "log_mbh", "oh")
@@ -252,9 +259,12 @@ def validate(ds: xr.Dataset, require: tuple[str, ...] = ()) -> xr.Dataset:
             if bad.any():
                 bad = bad.reshape(values.shape[0], -1).any(axis=1)
                 example = values.reshape(values.shape[0], -1)[bad][0]
+                codes = sorted(set(np.unique(values[np.isin(values, SENTINELS)]).tolist()))
+                hint = (f"; {', '.join(f'{c:g}' for c in codes)} looks like a missing-value code: set those values to "
+                        "NaN (and the quality bit 'missing_target' or 'missing_mag')" if codes else "")
                 raise CatalogError(
                     f"variable {name!r} has values {word} the physical limit {bound} ({spec.units or 'no units'}) "
-                    f"for {_ids(ds, bad)}, e.g. {example[np.isfinite(example)][:3]}"
+                    f"for {_ids(ds, bad)}, e.g. {example[np.isfinite(example)][:3]}{hint}"
                 )
 
     if "oh_detected" in ds:

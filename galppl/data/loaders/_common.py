@@ -45,6 +45,10 @@ def read_csv(path: Path, data: bytes, **kwargs) -> pd.DataFrame:
         raise CatalogError(f"{str(path)!r} is not UTF-8 text (is it a CSV file?): {err}") from err
     if not text.strip():
         raise CatalogError(f"{str(path)!r} is empty: expected a CSV file with a header row")
+    start = text.lstrip()[:512].lower()
+    if start.startswith(("<!doctype", "<html", "<?xml", "<head", "<body")) or "<html" in start:
+        raise CatalogError(f"{str(path)!r} is an HTML/XML page, not a CSV table (an error page saved by a failed "
+                           "download?): download the table again")
     rows = csv.reader(io.StringIO(text))
     header = next(rows)
     for line, row in enumerate(rows, start=2):
@@ -54,9 +58,13 @@ def read_csv(path: Path, data: bytes, **kwargs) -> pd.DataFrame:
                 "the file is truncated or corrupt"
             )
     try:
-        return pd.read_csv(io.StringIO(text), **kwargs)
+        table = pd.read_csv(io.StringIO(text), **kwargs)
     except (pd.errors.ParserError, ValueError) as err:
         raise CatalogError(f"{str(path)!r} is not a readable CSV file: {err}") from err
+    if len(table) == 0:
+        raise CatalogError(f"{str(path)!r} has a header row ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) "
+                           "but no rows: a catalog of 0 galaxies")
+    return table
 
 
 def require_columns(table: pd.DataFrame, columns, path: Path) -> None:
