@@ -75,10 +75,11 @@ def predict_hats(posterior, catalog, out, num_samples: int = 1000, *, summaries=
     _start_or_resume(out, run)
     settings = {"num_samples": int(num_samples), "max_batch_size": int(max_batch_size), "keep_draws": False}
     arguments = (posterior, settings, list(summaries), int(seed), catalog.hc_structure.catalog_info)
-    first = catalog.get_healpix_pixels()[0]
-    probe = catalog.partitions[0].compute().iloc[:2]
-    meta = _partition_summaries(probe, first, *arguments).iloc[:0]
-    result = catalog.map_partitions(_partition_summaries, *arguments, meta=meta, include_pixel=True)
+    probe = catalog.head(2)  # the output's columns, from two galaxies (the pixel only seeds them)
+    if len(probe) == 0:
+        raise ValueError(f"the catalog {run['catalog']!r} holds no galaxies")
+    meta = _partition_summaries(probe, catalog.get_healpix_pixels()[0], *arguments).iloc[:0]
+    result = catalog.map_partitions(_partition_summaries, *arguments, meta, meta=meta, include_pixel=True)
     scheduler = client if client is not None else "synchronous"
     with dask.config.set(scheduler=scheduler):
         result.write_catalog(out, catalog_name=f"{run['catalog']}_galppl", resume=True, progress_bar=progress,
@@ -112,15 +113,16 @@ def _start_or_resume(out: Path, run: dict) -> None:
 
 
 def _partition_summaries(frame: pd.DataFrame, pixel, posterior, settings: dict, summaries: list, seed: int,
-                         info) -> pd.DataFrame:
+                         info, empty: pd.DataFrame | None = None) -> pd.DataFrame:
     """One partition's rows (an SDSS-style table indexed by ``_healpix_29``) -> one row of
-    summaries per galaxy, same index, with the id, ra and dec columns kept."""
+    summaries per galaxy, same index, with the id, ra and dec columns kept; ``empty`` (the
+    output's columns, no rows) for an empty partition."""
     from galppl.data.loaders import load_sdss_table
     from galppl.ood import OutOfDistributionWarning
 
+    if len(frame) == 0:  # a partition a search left empty: the output's columns, no rows
+        return empty.set_axis(frame.index[:0])
     positions = frame[[info.ra_column, info.dec_column]]
-    if len(frame) == 0:  # LSDB calls with empty partitions; the output has the probe's columns
-        frame = frame.iloc[:0]
     data = load_sdss_table(frame.reset_index(drop=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDistributionWarning)  # the flags are columns of the output
