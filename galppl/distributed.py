@@ -1,10 +1,10 @@
 """Training on several processes or machines: torch DistributedDataParallel under ``torchrun``.
 
-Launch any script that calls :func:`galppl.fit` (or :func:`galppl.train.train_loss_fn`) with
-``torchrun``, or this module's own runner::
+Launch any script that calls :func:`galppl.fit` (or :func:`galppl.train.train_loss_fn`) inside
+:func:`process_group` with ``torchrun``, or the runner :mod:`galppl.distributed_fit`::
 
-    torchrun --nproc-per-node 4 -m galppl.distributed sky.nc model/ --model props --config fit.toml
-    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint host:29500 -m galppl.distributed ...
+    torchrun --nproc-per-node 4 -m galppl.distributed_fit sky.nc model/ --model props --config fit.toml
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint host:29500 -m galppl.distributed_fit ...
 
 Every process reads the whole training set (the chain trains on feature vectors: 1e6 galaxies
 are ~0.2 GB) and shuffles it with the same seed, so all processes agree on each minibatch;
@@ -19,7 +19,6 @@ ends with the same weights; only the main process (rank 0) writes outputs
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import Iterator
@@ -59,7 +58,7 @@ def process_group(backend: str | None = None) -> Iterator[None]:
     missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
         raise RuntimeError(f"no process group to join: {missing} are not set; launch with torchrun "
-                           "(e.g. torchrun --nproc-per-node 2 -m galppl.distributed ...)")
+                           "(e.g. torchrun --nproc-per-node 2 -m galppl.distributed_fit ...)")
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -108,30 +107,3 @@ def shard_loss(loss_fn, modules: dict[str, nn.Module]):
         return value + (whole / world - value.detach())
 
     return loss
-
-
-def main(argv=None) -> int:
-    """``torchrun ... -m galppl.distributed CATALOG OUT [--model M] [--config TOML]``: fit a chain
-    on a catalog file (any format :func:`galppl.data.io.read_catalog` reads) with every process,
-    rank 0 saving the posterior to ``OUT``."""
-    import galppl
-    from galppl.config import FitConfig
-    from galppl.data.io import read_catalog
-
-    parser = argparse.ArgumentParser(prog="torchrun ... -m galppl.distributed", description=main.__doc__)
-    parser.add_argument("catalog", help="catalog file to fit on")
-    parser.add_argument("out", help="directory the fitted posterior is saved to (by rank 0)")
-    parser.add_argument("--model", default="props", help="props, lines or joint (default props)")
-    parser.add_argument("--config", help="a TOML FitConfig (galppl.config.FitConfig.to_toml)")
-    args = parser.parse_args(argv)
-    config = FitConfig.from_toml(open(args.config).read()) if args.config else None
-    with process_group():
-        posterior = galppl.fit(args.model, read_catalog(args.catalog), config=config,
-                               progress=is_main_process())
-        if is_main_process():
-            posterior.save(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
