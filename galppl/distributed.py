@@ -15,6 +15,8 @@ same model W times faster, not a different one. Reported losses are averaged ove
 too, so early stopping and the NaN check decide the same on every process, and every process
 ends with the same weights; only the main process (rank 0) writes outputs
 (:func:`is_main_process`). Backend: gloo on CPU, nccl when the modules live on a GPU.
+:func:`galppl.train.train_svi` (Pyro's SVI) is not sharded: under ``torchrun`` every process
+repeats the same training, stopping together.
 """
 
 from __future__ import annotations
