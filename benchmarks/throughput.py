@@ -15,7 +15,14 @@ deviations, plus 9 photometric features), times
 - the roofline: the best ``(rows, 128) @ (128, 128)`` matmul rate of this CPU (the couplings'
   shape), and the ratio draws/s x FLOPs/draw / roofline;
 
+- ``draws/CPU-s`` and ``faults/draw``: the features drawing again, as draws per second of
+  this process's CPU time (divided by the threads; on a loaded machine it is less disturbed
+  than wall time, which also counts waiting for a core) and minor page faults per draw
+  (fresh multi-megabyte tensors fault on first touch: what the reused buffers of
+  ``galppl.flows.nets.reused_buffers`` avoid);
+
 at 1 thread and at every core's thread. ``--rows`` also sweeps the rows per chain call.
+Run it on an idle machine; the load average is recorded with each model's numbers.
 The models are fitted for one epoch (speed does not depend on the weights).
 
 Usage: .venv/bin/python benchmarks/throughput.py [--quick] [--rows] [--out runs/benchmarks/]
@@ -27,6 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import time
 from pathlib import Path
 
 import torch
@@ -60,6 +69,16 @@ def flops_per_draw(chain, features: torch.Tensor) -> float:
     return (counts[1] - counts[0]) / len(features)
 
 
+def cpu_seconds_and_faults(fn, repeats: int) -> tuple[float, int]:
+    """(least process CPU time in s, its minor page faults) over ``repeats`` calls of ``fn``."""
+    best = (float("inf"), 0)
+    for _ in range(repeats):
+        faults, cpu = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+        fn()
+        best = min(best, (time.process_time() - cpu, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+    return best
+
+
 def measure(posterior, catalog, draws: int, repeats: int, rows_sweep: bool) -> dict:
     tensors = catalog_tensors(posterior.features(catalog), catalog)
     galaxies = int(tensors.usable.sum())
@@ -75,6 +94,10 @@ def measure(posterior, catalog, draws: int, repeats: int, rows_sweep: bool) -> d
 
     default_rows = posterior_module.DRAW_ROWS
     out["draws_per_s"] = draws_per_second(default_rows)
+    cpu, faults = cpu_seconds_and_faults(lambda: posterior._draw(tensors, draws, 256, 0), repeats)
+    out["draws_per_cpu_s"] = galaxies * draws / (cpu / torch.get_num_threads())
+    out["minor_faults_per_draw"] = faults / (galaxies * draws)
+    out["load_average"] = os.getloadavg()[0]
     out["draws_per_s_256_galaxies_per_call"] = draws_per_second(256 * draws)
     if rows_sweep:
         out["draws_per_s_by_rows"] = {rows: draws_per_second(rows) for rows in (1024, 2048, 4096, 8192, 16384, 65536)}
@@ -115,12 +138,13 @@ def main() -> None:
             row["share_of_roofline"] = row["draws_per_s"] / row["roofline_draws_per_s"]
             results["models"][model][threads] = row
     print(f"{'model':<7}{'threads':>8}{'kFLOP/draw':>11}{'GFLOP/s':>9}{'roof dr/s':>11}{'draws/s':>10}"
-          f"{'share':>7}{'256/call':>10}{'gal/s img':>10}")
+          f"{'share':>7}{'256/call':>10}{'gal/s img':>10}{'dr/CPU-s':>10}{'flt/draw':>9}{'load':>6}")
     for model, by_threads in results["models"].items():
         for threads, r in by_threads.items():
             print(f"{model:<7}{threads:>8}{r['flops_per_draw'] / 1e3:>11.0f}{r['matmul_flops_per_s'] / 1e9:>9.1f}"
                   f"{r['roofline_draws_per_s']:>11.0f}{r['draws_per_s']:>10.0f}{r['share_of_roofline']:>7.0%}"
-                  f"{r['draws_per_s_256_galaxies_per_call']:>10.0f}{r['galaxies_per_s_images']:>10.1f}")
+                  f"{r['draws_per_s_256_galaxies_per_call']:>10.0f}{r['galaxies_per_s_images']:>10.1f}"
+                  f"{r['draws_per_cpu_s']:>10.0f}{r['minor_faults_per_draw']:>9.2f}{r['load_average']:>6.1f}")
             if "draws_per_s_by_rows" in r:
                 print("        draws/s by rows per call: " + ", ".join(
                     f"{rows}: {rate:.0f}" for rows, rate in r["draws_per_s_by_rows"].items()))

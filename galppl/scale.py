@@ -263,6 +263,14 @@ def _chunk_summaries(posterior, rows: CatalogRows, start: int, stop: int, run: d
     data = rows.read(start, stop)
     if data.sizes["galaxy"] != stop - start:
         raise ValueError(f"{rows!r} gave {data.sizes['galaxy']} rows for rows {start}-{stop}")
+    return catalog_summaries(posterior, data, run, summaries, seed)
+
+
+def catalog_summaries(posterior, data: xr.Dataset, run: dict, summaries: list, seed) -> xr.Dataset:
+    """The summaries of one chunk of galaxies (a validated catalog): :meth:`GalaxyPosterior.predict
+    <galppl.posterior.GalaxyPosterior.predict>` with ``run``'s ``num_samples``, ``max_batch_size``
+    and ``keep_draws`` and the torch ``seed``, reduced by :func:`summarise`. The one per-chunk step
+    of :func:`predict_catalog` and :func:`predict_hats`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDistributionWarning)  # counted once for the whole catalog
         idata = posterior.predict(data, run["num_samples"], max_batch_size=run["max_batch_size"], seed=seed)

@@ -24,7 +24,9 @@ variables (maximum likelihood for network weights) simply has a guide that does 
 
 A model whose ELBO is also written in plain torch (the VAE's ``VAEModel.negative_elbo``,
 tested equal to Pyro's ``Trace_ELBO``) can train with :func:`train_loss_fn` instead: the
-same loop, optimiser and seeding without Pyro's per-step tracing.
+same loop, optimiser and seeding without Pyro's per-step tracing. Under ``torchrun`` it trains
+with DistributedDataParallel, each process on its share of every minibatch
+(:mod:`galppl.distributed`).
 
 Losses are reported per galaxy: the negative ELBO in nats divided by ``n_total``.
 
@@ -44,6 +46,8 @@ import pyro.optim
 import torch
 from pyro.infer import SVI, Trace_ELBO
 from tqdm import tqdm
+
+from galppl import distributed
 
 __all__ = ["TrainConfig", "TrainHistory", "train_loss_fn", "train_svi"]
 
@@ -256,6 +260,8 @@ def train_loss_fn(
     params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"modules {sorted(modules)} have no trainable parameters")
+    if distributed.active():  # under torchrun: each process scores its share of every minibatch
+        loss_fn = distributed.shard_loss(loss_fn, modules)
     # foreach: one fused update over all tensors instead of a Python loop over ~100 of them.
     optimizer = torch.optim.Adam(params, lr=config.lr, foreach=True)
 
@@ -312,7 +318,9 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     reference, since_reference = math.inf, 0  # the last significant improvement, and epochs since
 
     def out_of_time() -> bool:
-        return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+        # Decided together under torchrun: a process stopping alone would stall the others' all-reduce.
+        spent = config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+        return distributed.any_process(spent)
 
     # Fork the RNG of every GPU the modules live on too, so the caller's streams stay untouched.
     gpus = sorted({p.device.index or 0 for m in modules.values() for p in m.parameters() if p.is_cuda})

@@ -1,5 +1,7 @@
 """predict_catalog: summaries equal predict's draws reduced, chunk by chunk; a killed run resumes
-to the same store; a Dask client gives the same store as local threads; tables read by row range."""
+to the same store; a Dask client gives the same store as local threads; tables read by row range.
+predict_hats: an LSDB/HATS catalog gives, partition by partition, what predict_catalog writes for
+the same galaxies (same rows, same seed); resumes; refuses other settings."""
 
 import os
 import signal
@@ -226,3 +228,64 @@ def test_cutouts_join_a_table_by_galaxy_id(catalog, tmp_path):
     fits.PrimaryHDU(np.zeros((3, 8, 8), np.float32)).writeto(tmp_path / "foreign" / "123.fits")
     with pytest.raises(galppl.data.CatalogError, match="none of the 5 catalog galaxies has a cutout"):
         read_catalog(tmp_path / "sky.csv", cutouts=tmp_path / "foreign")
+
+
+# ------------------------------------------------------------------ LSDB / HATS
+def hats_catalog(catalog, path, ra, dec, **partitioning):
+    """The catalog's SDSS table at sky positions ra, dec (deg), written as a HATS catalog and opened."""
+    lsdb = pytest.importorskip("lsdb")
+    table = sdss_table(catalog).assign(ra=ra, dec=dec)
+    lsdb.from_dataframe(table, lowest_order=0, **partitioning).write_catalog(path, progress_bar=False)
+    return lsdb.open_catalog(path)
+
+
+# LSDB 0.11 itself calls pandas' deprecated inplace= keywords.
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+def test_a_hats_partition_equals_predict_catalog_on_the_same_rows(posterior, catalog, tmp_path):
+    from galppl.hats import partition_seed, predict_hats
+
+    rng = np.random.default_rng(0)
+    # All galaxies in HEALPix order-0 pixel 0 (around ra 45, dec 42), one partition: it draws
+    # with chunk 0's seed, so it must equal predict_catalog's single chunk of the same rows.
+    sky = hats_catalog(catalog, tmp_path / "sky", rng.uniform(40, 50, N), rng.uniform(35, 45, N),
+                       partition_rows=10 * N)
+    assert [(p.order, p.pixel) for p in sky.get_healpix_pixels()] == [(0, 0)]
+    assert partition_seed(7, 0, 0) == chunk_seed(7, 0)
+    got = predict_hats(posterior, tmp_path / "sky", tmp_path / "out", DRAWS, seed=7, progress=False).compute()
+    rows = sky.compute()  # in HATS order
+    rows.reset_index(drop=True).to_parquet(tmp_path / "rows.parquet")
+    want = run(posterior, tmp_path / "rows.parquet", tmp_path / "rows.zarr", chunk_size=N, seed=7).load()
+    np.testing.assert_array_equal(got.index.values, rows.index.values)
+    np.testing.assert_array_equal(got["galaxy"].values, want["galaxy"].values)
+    np.testing.assert_array_equal(got[["ra", "dec"]].values, rows[["ra", "dec"]].values)
+    for name in ("log_mstar", "oh", "z"):
+        for label in want["summary"].values:
+            np.testing.assert_array_equal(got[f"{name}_{label}"].values, want[name].sel(summary=label).values)
+    for name in ("p_oh_detected", "usable", "quality", "ood_score", "out_of_distribution"):
+        np.testing.assert_array_equal(got[name].values, want[name].values)
+
+    again = predict_hats(posterior, tmp_path / "sky", tmp_path / "out", DRAWS, seed=7, progress=False).compute()
+    pd.testing.assert_frame_equal(again, got)
+    with pytest.raises(ValueError, match="num_samples was 40, now 41"):
+        predict_hats(posterior, tmp_path / "sky", tmp_path / "out", DRAWS + 1, seed=7, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+def test_hats_partitions_draw_by_their_pixel_whatever_else_is_computed(posterior, catalog, tmp_path):
+    from galppl.hats import predict_hats
+
+    rng = np.random.default_rng(1)
+    sky = hats_catalog(catalog, tmp_path / "sky", rng.uniform(0, 360, N), rng.uniform(-60, 60, N),
+                       partition_rows=N // 3)
+    assert len(sky.get_healpix_pixels()) > 2
+    whole = predict_hats(posterior, sky, tmp_path / "whole", DRAWS, progress=False).compute()
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            on_client = predict_hats(posterior, sky, tmp_path / "client", DRAWS, client=client, progress=False)
+    pd.testing.assert_frame_equal(on_client.compute(), whole)
+    assert sorted(whole["galaxy"].values) == sorted(catalog["galaxy"].values)  # every galaxy once
+    pixel = sky.get_healpix_pixels()[1]
+    part = predict_hats(posterior, sky.pixel_search([pixel]), tmp_path / "part", DRAWS, progress=False).compute()
+    assert 0 < len(part) < N
+    np.testing.assert_array_equal(part["log_mstar_q0.5"].values, whole.loc[part.index, "log_mstar_q0.5"].values)

@@ -32,7 +32,6 @@ averages the child's density over such draws.
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -57,6 +56,7 @@ from galppl.models.block import (
 )
 from galppl.models.calibration import recalibrate_blocks
 from galppl.models.plate import galaxy_plate, minibatch_scale
+from galppl.models.predictive import chain_log_prob, sample_chain
 
 __all__ = ["BLOCK_KINDS", "VALUE_TRANSFORMS", "Block", "ChainModel", "check_blocks"]
 
@@ -353,21 +353,10 @@ class ChainModel(nn.Module):
     def guide(self, *args, **kwargs):
         """No latent variables: training is maximum likelihood over the networks' weights."""
 
-    @torch.no_grad()
     def sample(self, features: torch.Tensor, num_draws: int) -> dict[str, torch.Tensor]:
-        """Draws (num_draws, galaxy, block dim) per block in catalog units, plus ``p_<gate>``.
-
-        Uses the Pyro model itself under ``poutine.trace``, so prediction and training share
-        one definition. Bernoulli blocks also return their probability as ``p_<name>``
-        (galaxy, 1).
-        """
-        trace = poutine.trace(self.model).get_trace(features, num_draws)
-        out = {block.name: trace.nodes[block.name]["value"] for block in self.blocks}
-        gates = [block for block in self.blocks if block.kind == "bernoulli"]
-        if gates:
-            h = self.represent(features)
-            out.update({f"p_{b.name}": torch.sigmoid(self.heads[b.name](h)["logits"]) for b in gates})
-        return out
+        """Draws (num_draws, galaxy, block dim) per block in catalog units, plus ``p_<gate>``
+        (galaxy, 1) per Bernoulli block: :func:`galppl.models.sampling.sample_chain`."""
+        return sample_chain(self, features, num_draws)
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
                   max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, dict]:
@@ -377,38 +366,11 @@ class ChainModel(nn.Module):
         return recalibrate_blocks(self, features, targets, parent_draws=parent_draws,
                                   max_galaxies=max_galaxies, max_iter=max_iter)
 
-    @torch.no_grad()
     def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
                  num_draws: int = 64) -> dict[str, torch.Tensor]:
-        """Per-galaxy log density of each block's observed values, in catalog units.
-
-        The block distributions carry the Jacobians of the standardisation and value
-        transform, so numbers are comparable across models (a negative log-likelihood in the
-        units of the catalog). NaN where the block's targets are missing, -inf where they lie
-        outside the block's physical support (the model cannot draw them). Where a parent's
-        value is missing, the child's density is marginalised over that parent:
-        ``log mean_k p(y | parent_k, h)`` over ``num_draws`` draws of it from the chain
-        (exact when no parent is missing).
-        """
-        if int(num_draws) < 1:
-            raise ValueError(f"num_draws must be >= 1, got {num_draws}")
-        h = self.represent(features)
-        draws = num_draws if any(torch.isnan(targets[p]).any() for b in self.blocks for p in b.parents) else None
-        values: dict[str, torch.Tensor] = {}
-        out = {}
-        for block in self.blocks:
-            target = targets[block.name]
-            distribution = self.block_distribution(block, h, values)
-            lp = distribution.log_prob(self._filled(block, target))
-            if lp.ndim == 2:  # conditioned on drawn parents: average the density over the draws
-                lp = torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
-            # A value outside the block's physical support has density zero: log p = -inf.
-            lower, upper = getattr(self, f"support_{block.name}").to(target.dtype)
-            lp = lp.masked_fill(((target <= lower) | (target >= upper)).any(-1), -math.inf)
-            out[block.name] = lp.masked_fill(torch.isnan(target).any(-1), float("nan"))
-            values[block.name] = self._observed_or_drawn(block, distribution, self.standardise(block, target), draws)
-        return out
-
+        """Per-galaxy log density of each block's observed values, in catalog units:
+        :func:`galppl.models.predictive.chain_log_prob`."""
+        return chain_log_prob(self, features, targets, num_draws=num_draws)
 
 def _fit_loc_scale(loc: torch.Tensor, scale: torch.Tensor, values: torch.Tensor, what: str, names) -> None:
     """Copy the NaN-aware mean and standard deviation of ``values`` (galaxy, column) into the buffers."""
