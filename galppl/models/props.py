@@ -4,8 +4,7 @@
 
 core = (log_mstar, log_sfr, z), a conditional RealNVP (12 affine couplings) over the
 residuals around an MLP mean; ``bh`` = log_mbh, a 1-d conditional flow given h and the
-core, with a Student-t base (heavy tails for the spurious dispersions behind a few M_BH
-labels). Together they are the paper's 4-d core posterior, written as two links so that the
+core. Together they are the paper's 4-d core posterior, written as two links so that the
 ~14% of galaxies whose velocity dispersion is unmeasurable (sigma < 70 km/s, hence no
 M_BH) still train the mass/SFR/redshift part: a single 4-d flow would have to drop them,
 and would then be over-confident on exactly the low-mass galaxies it never saw.
@@ -29,11 +28,7 @@ def props_blocks(num_couplings: int = 12, oh_flow: str = "affine") -> tuple[Bloc
         raise ValueError(f"oh_flow must be one of {OH_FLOWS}, got {oh_flow!r}")
     return (
         Block("core", CORE, "realnvp", flow_options={"num_couplings": num_couplings}),
-        # Student-t residuals: catalog M_BH comes from the measured velocity dispersion, and a
-        # few tenths of a percent of SDSS dispersions are spurious (250-900 km/s in small
-        # galaxies, SIMULATOR.md), i.e. M_BH labels 2-4 dex off that no input predicts. A
-        # Gaussian residual pays ~50 nats for each; a learned-df Student-t prices them as tails.
-        Block("bh", ("log_mbh",), oh_flow, parents=("core",), flow_options={"base": "student_t"}),
+        Block("bh", ("log_mbh",), oh_flow, parents=("core",)),
         Block("oh_detected", ("oh_detected",), "bernoulli"),
         Block("oh", ("oh",), oh_flow, parents=("core", "bh"), gate="oh_detected"),
     )
