@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["IMAGE_STATISTICS", "RANGE_MARGIN", "ImageRanges", "image_statistics"]
+__all__ = ["IMAGE_STATISTICS", "RANGE_MARGIN", "ImageRanges", "border_pixels", "image_statistics"]
 
 # Per channel, in the stamp's pixel units p:
 # - log_sky_noise: log10 of 1.4826 x the median absolute deviation of the border pixels (log10 p);
@@ -40,12 +40,19 @@ def image_statistics(images: np.ndarray, border: int = 4) -> np.ndarray:
                            for s in range(0, images.shape[0], _CHUNK)])
 
 
-def _statistics(images: np.ndarray, border: int) -> np.ndarray:
-    n, c, h, w = images.shape
+def border_pixels(images: np.ndarray, border: int) -> np.ndarray:
+    """(galaxy, channel, pixel): the outer ``border`` pixels of each stamp (at most a quarter
+    of its side), where the sky is."""
+    n, c, h, _ = images.shape
     b = min(border, h // 4)
-    edge = np.concatenate([images[:, :, :b, :].reshape(n, c, -1), images[:, :, -b:, :].reshape(n, c, -1),
+    return np.concatenate([images[:, :, :b, :].reshape(n, c, -1), images[:, :, -b:, :].reshape(n, c, -1),
                            images[:, :, b:-b, :b].reshape(n, c, -1), images[:, :, b:-b, -b:].reshape(n, c, -1)],
                           axis=2)
+
+
+def _statistics(images: np.ndarray, border: int) -> np.ndarray:
+    n, c, h, w = images.shape
+    edge = border_pixels(images, border)
     sky = np.median(edge, axis=2)
     noise = 1.4826 * np.median(np.abs(edge - sky[..., None]), axis=2)
     k = max(1, h // 8)

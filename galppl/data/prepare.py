@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from galppl.data.image_checks import ImageRanges
+from galppl.data.image_checks import ImageRanges, border_pixels
 from galppl.data.schema import BANDS, CHANNELS, COLOURS, CatalogError, has_flag
 
 __all__ = [
@@ -196,16 +196,7 @@ class ImageScaler:
         return self
 
     def _sky_noise(self, images: np.ndarray) -> np.ndarray:
-        b = min(self.border, images.shape[-1] // 4)
-        edge = np.concatenate(
-            [
-                images[:, :, :b, :].reshape(*images.shape[:2], -1),
-                images[:, :, -b:, :].reshape(*images.shape[:2], -1),
-                images[:, :, b:-b, :b].reshape(*images.shape[:2], -1),
-                images[:, :, b:-b, -b:].reshape(*images.shape[:2], -1),
-            ],
-            axis=2,
-        )
+        edge = border_pixels(images, self.border)
         edge = np.moveaxis(edge, 1, 0).reshape(images.shape[1], -1)
         noise = 1.4826 * np.median(np.abs(edge - np.median(edge, axis=1, keepdims=True)), axis=1)
         # Noise-free stamps (e.g. idealised mocks) have zero MAD: fall back to the spread.
