@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from galppl.data.files import CorruptFileError, read_json, write_text_atomic
-from galppl.data.prepare import photometry_features
+from galppl.data.prepare import image_stack, photometry_features
 from galppl.ood import OOD_QUANTILE, InputDensity, OutOfDistributionWarning
 
 # What each input variant reads: "image" = the VAE encoding of the gri stamp,
@@ -177,7 +177,29 @@ class Featurizer:
         names = [str(name) for name in features["feature"].values]
         if names != self.feature_names:
             raise ValueError(f"catalog gives features {names}, the model was fitted on {self.feature_names}")
+        if self.reads_images:
+            features = self._drop_unlike_images(data, features)
         return features
+
+    def _drop_unlike_images(self, data, features: xr.DataArray) -> xr.DataArray:
+        """NaN features (no draws: not usable) for galaxies whose stamps are unlike the VAE's
+        training stamps, marked by the (galaxy,) coordinate ``image_unlike_training``, with a warning."""
+        images, finite, _, _ = image_stack(data)
+        unlike = np.zeros(len(finite), dtype=bool)
+        if finite.any():
+            unlike[finite] = self.vae.scaler.unlike_training(images[finite])
+        if unlike.any():
+            galaxy = features["galaxy"].values
+            shown = ", ".join(str(g) for g in galaxy[unlike][:5]) + (", ..." if unlike.sum() > 5 else "")
+            warnings.warn(
+                f"{int(unlike.sum())} of {len(unlike)} galaxies have images unlike the training stamps (galaxy ids "
+                f"{shown}): sky noise, sky level, central signal, peak or concentration out of the training range "
+                "(all zeros, negated, pure noise, a 0..1 display stretch or a wrong unit?). They get no posterior "
+                "(usable False) and the quality bit 'bad_image'.", OutOfDistributionWarning, stacklevel=4)
+            features = features.copy()
+            features.values[unlike] = np.nan
+        return features.assign_coords(image_unlike_training=("galaxy", unlike, {
+            "units": "", "description": "the galaxy's image statistics lie outside the training stamps' range"}))
 
     def training_range(self) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) per feature: the training minimum and maximum widened by

@@ -168,6 +168,8 @@ class GalaxyPosterior:
                 constant[name] = data[name].copy()
         constant["usable"] = ("galaxy", tensors.usable, {"units": "", "description": "inputs complete; draws are NaN where False"})
         constant.update(self.featurizer.ood_scores(features))
+        if "image_unlike_training" in features.coords:
+            flag(constant, "bad_image", features["image_unlike_training"].values)
         outside = constant["out_of_distribution"].values
         flag(constant, "out_of_distribution", outside)
         constant["quality"].attrs.update(quality_attrs())  # a catalog saved before this bit existed lacks its meaning

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from galppl.data.image_checks import ImageRanges, border_pixels
 from galppl.data.schema import BANDS, CHANNELS, COLOURS, CatalogError, has_flag
 
 __all__ = [
@@ -156,6 +157,7 @@ class ImageScaler:
         self.units: str | None = None
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
+        self.ranges: ImageRanges | None = None  # the training stamps' statistics (None: saved before them)
 
     # -- fitting -----------------------------------------------------------------------
     def _uses_arcsinh(self, units: str) -> bool:
@@ -167,6 +169,7 @@ class ImageScaler:
             raise ValueError(f"units must be one of {IMAGE_UNITS}, got {units!r}")
         images = check_images(images)
         self.units = units
+        self.ranges = ImageRanges.fit(images, units, self.border)
         if self._uses_arcsinh(units) and self.softening is None:
             # Up to _NOISE_SAMPLE evenly spaced stamps pin the sky noise down well enough.
             step = max(1, images.shape[0] // _NOISE_SAMPLE)
@@ -193,16 +196,7 @@ class ImageScaler:
         return self
 
     def _sky_noise(self, images: np.ndarray) -> np.ndarray:
-        b = min(self.border, images.shape[-1] // 4)
-        edge = np.concatenate(
-            [
-                images[:, :, :b, :].reshape(*images.shape[:2], -1),
-                images[:, :, -b:, :].reshape(*images.shape[:2], -1),
-                images[:, :, b:-b, :b].reshape(*images.shape[:2], -1),
-                images[:, :, b:-b, -b:].reshape(*images.shape[:2], -1),
-            ],
-            axis=2,
-        )
+        edge = border_pixels(images, self.border)
         edge = np.moveaxis(edge, 1, 0).reshape(images.shape[1], -1)
         noise = 1.4826 * np.median(np.abs(edge - np.median(edge, axis=1, keepdims=True)), axis=1)
         # Noise-free stamps (e.g. idealised mocks) have zero MAD: fall back to the spread.
@@ -241,6 +235,16 @@ class ImageScaler:
             out[start : start + _CHUNK] = (self._stretch(chunk) - mean) / std
         return out
 
+    def unlike_training(self, images) -> np.ndarray:
+        """Boolean per stamp of ``images`` (finite pixels, the fitted units): its pixel
+        statistics are unlike the training stamps' (see :class:`~galppl.data.image_checks.ImageRanges`);
+        all False for a scaler saved before they were recorded."""
+        self._check_fitted(None)
+        images = check_images(images)
+        if self.ranges is None:
+            return np.zeros(images.shape[0], dtype=bool)
+        return self.ranges.unlike_training(images)
+
     def inverse_transform(self, scaled) -> np.ndarray:
         """Back to the fitted pixel units (float32): the inverse of :meth:`transform`."""
         self._check_fitted(None)
@@ -261,6 +265,7 @@ class ImageScaler:
             "softening": None if self.softening is None else self.softening.tolist(),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "ranges": None if self.ranges is None else self.ranges.to_dict(),
         }
 
     @classmethod
@@ -270,6 +275,7 @@ class ImageScaler:
         scaler.units = data["units"]
         scaler.mean = np.asarray(data["mean"], dtype=np.float64)
         scaler.std = np.asarray(data["std"], dtype=np.float64)
+        scaler.ranges = None if data.get("ranges") is None else ImageRanges.from_dict(data["ranges"])
         return scaler
 
 
