@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import numbers
 import time
@@ -40,6 +41,7 @@ from galppl.ensemble import EnsemblePosterior
 from galppl.features import CatalogTensors, Featurizer, build_features, catalog_tensors, uses_images
 from galppl.models import CHAINS, chain_blocks
 from galppl.models.chain import ChainModel
+from galppl.models.marginal import marginal_score_loss
 from galppl.posterior import GalaxyPosterior
 from galppl.train import train_loss_fn
 
@@ -158,12 +160,15 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     What moves: the representation MLP (shared by every block) and the weights of each block
     with a value for some training galaxy. The weights of a block with none (its head, flow and
     embedding) are frozen, hence bitwise unchanged; such a block's posterior still moves
-    through the shared representation. Within a block observed only in part (``z`` and
-    ``log_mstar`` of the props core, without ``log_sfr``), the flow's likelihood term needs
-    every variable, so only the mean head trains, and the flow's weights keep ``init``'s (they
-    get exactly zero gradients). A block with fewer than
-    :data:`~galppl.models.calibration.MIN_GALAXIES` validation galaxies holding all its variables
-    keeps ``init``'s calibration (that props core, again).
+    through the shared representation. A galaxy with only some of a block's variables (``z``
+    and ``log_mstar`` of the props core, without ``log_sfr``) has no flow likelihood (the
+    flow's density is joint, its marginals have no closed form); it is scored instead by the
+    CRPS of each labelled variable's marginal from reparameterised draws of the block
+    (:func:`~galppl.models.marginal.marginal_score_loss`), a proper score that trains the
+    flow, head and representation together, so the flow follows the representation as it
+    moves rather than being left to drift with it. The recalibration on ``val`` then refits
+    the labelled variables' shift and temperature on their marginals and keeps the others'
+    (:func:`~galppl.models.calibration.calibration_plan`).
 
     config: default ``init.config`` with the training settings
     :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate); ``options`` as for
@@ -200,8 +205,9 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
                   for p in part[name].parameters()]
     for parameter in parameters:
         parameter.requires_grad_(False)
+    loss = functools.partial(marginal_score_loss, chain)
     try:
-        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}")
+        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", loss=loss)
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
@@ -257,10 +263,12 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
-           desc: str) -> dict:
-    """Train ``chain`` with early stopping on ``val``, then calibrate it there; what to record."""
+           desc: str, loss=None) -> dict:
+    """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
+    ``val``, then calibrate it there; what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
-    history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
+    loss = chain.negative_log_likelihood if loss is None else loss
+    history = train_loss_fn(loss, {"chain": chain}, train.batch(), val.batch(),
                             config.chain_training(progress), desc=desc)
     calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
