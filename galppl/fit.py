@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from galppl.augment import band_to_feature_map, check_magnitude_errors, magnitude_errors, with_magnitude_noise
 from galppl.config import FINE_TUNING, FitConfig
 from galppl.data.schema import validate
 from galppl.ensemble import EnsemblePosterior
@@ -111,6 +112,8 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
     blocks = chain_blocks(model, num_couplings=config.chain.num_couplings, oh_flow=config.chain.oh_flow)
     name = model if isinstance(model, str) else "custom"
     data = default_catalog(config, progress) if data is None else validate(data)
+    if config.chain.mag_noise > 0:
+        check_magnitude_errors(data)  # before a VAE is fitted for nothing
     for block in blocks:
         absent = [v for v in block.variables if v not in data]
         if absent:
@@ -135,7 +138,8 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
         member_config = dataclasses.replace(config, seed=seed)
         chain = ChainModel(blocks, featurizer.feature_dim, seed=seed, **config.chain.model_options())
         chain.set_standardisation(train.features, train.targets)
-        record = _train(chain, train, val, member_config, progress, desc=f"{name} (seed {seed})")
+        record = _train(chain, train, val, member_config, progress, desc=f"{name} (seed {seed})", data=data,
+                        feature_names=featurizer.feature_names)
         record.update(excluded_incomplete_inputs=_excluded(tensors, split),
                       fit_seconds=shared_seconds + time.perf_counter() - start)
         members.append(GalaxyPosterior(chain, featurizer, model=name, config=member_config, history=record,
@@ -171,7 +175,8 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     (:func:`~galppl.models.calibration.calibration_plan`).
 
     config: default ``init.config`` with the training settings
-    :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate); ``options`` as for
+    :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate) and no noise augmentation
+    (``mag_noise=...`` asks for it with this catalog's errors); ``options`` as for
     ``galppl.fit``. The chain settings (inputs, sizes, flows) must be ``init``'s: a different
     one is a ValueError naming it, as is a catalog whose features differ from ``init``'s.
     """
@@ -182,7 +187,9 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     if vae is not None and vae is not init.vae:
         raise ValueError("a fine-tune reads init's frozen VAE (init.vae); do not pass vae= with init=")
     _check_same_model(init, model)
-    base = config or dataclasses.replace(init.config, train=FINE_TUNING)
+    # Noise augmentation is asked for per catalog (mag_noise=...): a small real one often has no errors.
+    base = config or dataclasses.replace(init.config, train=FINE_TUNING,
+                                         chain=dataclasses.replace(init.config.chain, mag_noise=0.0))
     # No galaxies are kept apart for a VAE: the VAE is init's.
     config = base.with_options(**options).with_options(vae_fraction=0.0)
     _check_same_chain(init, config)
@@ -207,7 +214,8 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
         parameter.requires_grad_(False)
     loss = functools.partial(marginal_score_loss, chain)
     try:
-        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", loss=loss)
+        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
+                        feature_names=init.featurizer.feature_names, loss=loss)
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
@@ -263,13 +271,19 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
-           desc: str, loss=None) -> dict:
+           desc: str, *, data: xr.Dataset, feature_names, loss=None) -> dict:
     """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
-    ``val``, then calibrate it there; what to record."""
+    ``val``, with ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
+    (:mod:`galppl.augment`, features named ``feature_names``), then calibrate it on ``val``;
+    what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     loss = chain.negative_log_likelihood if loss is None else loss
-    history = train_loss_fn(loss, {"chain": chain}, train.batch(), val.batch(),
-                            config.chain_training(progress), desc=desc)
+    train_batch, val_batch = train.batch(), val.batch()
+    if config.chain.mag_noise > 0:
+        loss = with_magnitude_noise(loss, chain, band_to_feature_map(feature_names), config.chain.mag_noise)
+        train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
+        val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
+    history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress), desc=desc)
     calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}
