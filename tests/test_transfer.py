@@ -59,7 +59,11 @@ def test_recalibrate_changes_only_the_calibration_buffers_and_records_them(catal
     assert "temperature_core" in changed
     assert model.featurizer.to_dict() == posterior.featurizer.to_dict()
     record = model.history["recalibrations"][-1]
-    assert record["calibration"] == calibration and record["n_galaxies"] == len(posterior.split["test"])
+    # The galaxies the model flags out-of-distribution are left out of the fit, and counted.
+    held = held_out(catalog, model)
+    flagged = int(model.featurizer.ood_scores(model.features(held))["out_of_distribution"].sum())
+    assert record["calibration"] == calibration and record["n_out_of_distribution_left_out"] == flagged
+    assert record["n_galaxies"] == len(posterior.split["test"]) - flagged
     json.dumps(model.history)  # saved with the model: JSON-able
 
     # Residuals widened by noise call for larger temperatures than the clean galaxies do.
@@ -72,7 +76,7 @@ def test_recalibrate_needs_some_labelled_galaxies_and_names_the_variables_it_lea
     model = copy.deepcopy(posterior)
     few = held_out(catalog, model).isel(galaxy=slice(0, 9))
     with pytest.raises(ValueError, match=r"no variable can be recalibrated on this catalog \(each needs at least 10 "
-                                         r"of its 9 usable galaxies labelled\): block 'core': log_mstar labelled on 9"):
+                                         r"of its 9 usable, in-distribution galaxies labelled\): block 'core': log_mstar labelled on 9"):
         model.recalibrate(few)
     before = state(model)
     with pytest.warns(UserWarning, match=r"leaves the calibration of some variables as it was .*block 'bh': "
@@ -112,7 +116,7 @@ def test_recalibrating_on_z_and_mstar_only_repairs_an_injected_z_error_and_keeps
     before = state(model)
     with pytest.warns(UserWarning, match=r"block 'core': log_sfr labelled on 0"):
         calibration = model.recalibrate(calibration_set.drop_vars(NOT_Z_OR_MSTAR))
-    assert calibration["core"]["method"] == "marginal_crps"
+    assert calibration["core"]["method"] == "marginal_likelihood"
     assert calibration["core"]["variables"] == ["log_mstar", "z"]
     after = state(model)
     sfr = model.chain.blocks[0].variables.index("log_sfr")

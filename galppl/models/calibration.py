@@ -8,15 +8,22 @@ with every weight frozen, by one of two objectives, chosen per block from the la
 
 - **joint** (``"likelihood"``): the galaxies with all of the block's variables, by maximum
   likelihood of the block's density (for a child, of the mixture over its parents' draws);
-- **marginal** (``"marginal_crps"``): where most labelled galaxies lack some of the block's
-  variables (a real catalog with z and log M* but no log SFR), each labelled variable's own
-  shift and T minimise the CRPS of its marginal (:mod:`galppl.models.marginal`), estimated
-  from draws of the block (given the recalibrated parents' draws). The shift and T of one
+- **marginal** (``"marginal_likelihood"``): where most labelled galaxies lack some of the
+  block's variables (a real catalog with z and log M* but no log SFR), each labelled
+  variable's own shift and T maximise the likelihood of its marginal. The shift and T of one
   variable move only that coordinate of every draw (the transform is elementwise after the
-  flow), so its marginal under (s, T) is the draws' marginal moved and scaled: the draws are
-  made once and the CRPS, a proper score, is convex in (s, T). The variables nobody labels
-  keep their shift and temperature exactly, and the flow's dependence between the variables
-  (what the joint TARP sees) is kept: only the margins move.
+  flow), so its marginal under (s, T) is the marginal of the uncalibrated draws moved and
+  scaled: the draws (given the recalibrated parents' draws) are made once, and each galaxy's
+  marginal density is a Gaussian kernel estimate from them whose variance is the draws' own
+  (:func:`_shrunk_kernel`), so the kernels do not bias T. The variables nobody labels keep
+  their shift and temperature exactly, and the flow's dependence between the variables (what
+  the joint TARP sees) is kept: only the margins move.
+
+Why the likelihood and not the CRPS (:mod:`galppl.models.marginal`, convex in (s, T) and
+bandwidth-free, used for fine-tuning): the CRPS is in the units of y, so galaxies with wide
+posteriors dominate it, while coverage counts every galaxy once, as the log score does. A
+mock-trained model on DR9 (z and log M* from 500 real galaxies) got z coverage 0.63 / 0.89
+(68% / 95%) recalibrated by marginal CRPS and 0.71 / 0.93 by marginal likelihood.
 """
 
 from __future__ import annotations
@@ -26,15 +33,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from galppl.models.marginal import fair_crps_terms
-
 if TYPE_CHECKING:
     from galppl.models.chain import ChainModel
 
 # Fewer held-out galaxies with a value than this leave that calibration as it is.
 MIN_GALAXIES = 10
-# Draws per galaxy for the marginal objective (its pair term is unbiased at any number).
-MARGINAL_DRAWS = 64
+# Draws per galaxy for the marginal likelihood's kernel density estimate.
+MARGINAL_DRAWS = 128
 
 
 def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -44,7 +49,7 @@ def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dic
 
     ``method`` is ``"likelihood"`` when at least :data:`MIN_GALAXIES` galaxies, and at least
     half of those labelling any one of its variables, have all of them; else
-    ``"marginal_crps"`` for the variables labelled on at least :data:`MIN_GALAXIES` galaxies;
+    ``"marginal_likelihood"`` for the variables labelled on at least :data:`MIN_GALAXIES` galaxies;
     else ``"unchanged"``. ``variables`` are the ones whose shift and temperature it refits.
     """
     plan = {}
@@ -59,7 +64,7 @@ def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dic
             method, variables = "likelihood", list(block.variables)
         else:
             variables = [v for v, n in counts.items() if n >= MIN_GALAXIES]
-            method = "marginal_crps" if variables else "unchanged"
+            method = "marginal_likelihood" if variables else "unchanged"
         plan[block.name] = {"method": method, "variables": variables, "labelled": counts}
     return plan
 
@@ -75,8 +80,8 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
     block is refitted as :func:`calibration_plan` says (module docstring): by likelihood
     under what prediction will actually use (for a child, ``log mean_k p(y | parents_k, h)``
     over ``parent_draws`` ancestral draws of its already recalibrated parents, so the errors
-    of the parents' posteriors are accounted for), or by the CRPS of each labelled variable's
-    marginal over :data:`MARGINAL_DRAWS` draws; on at most ``max_galaxies`` galaxies (a
+    of the parents' posteriors are accounted for), or by the likelihood of each labelled
+    variable's marginal from :data:`MARGINAL_DRAWS` draws; on at most ``max_galaxies`` galaxies (a
     seeded subset). Shift and log T are found together by L-BFGS (``max_iter`` iterations).
     Only the ``shift_<block>`` and ``temperature_<block>`` buffers change, and of those only
     the refitted variables' entries. Call it on the validation set, never on the test set.
@@ -100,7 +105,7 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
             shift, log_temperature = _fit(chain, block, h, features, target, rows, parent_draws, max_iter)
             getattr(chain, f"shift_{block.name}").copy_(shift)
             getattr(chain, f"temperature_{block.name}").copy_(log_temperature.exp())
-        elif method == "marginal_crps":
+        elif method == "marginal_likelihood":
             _fit_marginals(chain, block, h, features, target, plan[block.name]["variables"], max_galaxies, max_iter)
         out[block.name] = {"shift": getattr(chain, f"shift_{block.name}").tolist(),
                            "temperature": getattr(chain, f"temperature_{block.name}").tolist(),
@@ -141,7 +146,7 @@ def _fit(chain, block, h, features, target, rows, parent_draws, max_iter):
 
 
 def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, max_iter):
-    """Refit the shift and temperature of each of ``variables`` of ``block`` on its marginal CRPS."""
+    """Refit the shift and temperature of each of ``variables`` of ``block`` on its marginal likelihood."""
     rows = _subset((~torch.isnan(target)).any(-1).nonzero().flatten(), max_galaxies)
     shift_buffer = getattr(chain, f"shift_{block.name}")
     temperature_buffer = getattr(chain, f"temperature_{block.name}")
@@ -158,19 +163,35 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
     for variable in variables:
         j = block.variables.index(variable)
         labelled = ~torch.isnan(observed[:, j])
-        # E|mean + s + T x - y| - T E|x - x'| / 2: the pair term of the draws is computed once.
-        x, gap = residual[:, labelled, j], observed[labelled, j] - mean[labelled, j]
-        _, spread = fair_crps_terms(x, torch.zeros(x.shape[1:]))
+        centres, bandwidth = _shrunk_kernel(residual[:, labelled, j])
+        gap = observed[labelled, j] - mean[labelled, j]
         shift = shift_buffer[j].clone().requires_grad_(True)
         log_temperature = temperature_buffer[j].log().clone().requires_grad_(True)
 
-        def crps():
-            temperature = log_temperature.exp()
-            return (shift + temperature * x - gap).abs().mean(0).mean() - 0.5 * temperature * spread.mean()
+        def negative_log_likelihood():
+            # The marginal density of mean + s + T x at y: the kernel estimate of x's density at (y - mean - s) / T.
+            u = (gap - shift) / log_temperature.exp()
+            kernel = torch.distributions.Normal(centres, bandwidth).log_prob(u)
+            return -(torch.logsumexp(kernel, 0) - math.log(len(centres)) - log_temperature).mean()
 
-        _minimise(crps, [shift, log_temperature], max_iter)
+        _minimise(negative_log_likelihood, [shift, log_temperature], max_iter)
         shift_buffer[j] = shift.detach()
         temperature_buffer[j] = log_temperature.detach().exp()
+
+
+def _shrunk_kernel(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (draw, galaxy) and bandwidths (galaxy,) of a Gaussian kernel density estimate of
+    each galaxy's draws whose variance is the draws' own: Silverman's bandwidth
+    ``h = 0.9 min(sd, IQR / 1.34) K^(-1/5)``, and the draws shrunk towards their mean by
+    ``1 / sqrt(1 + h^2 / sd^2)`` (Silverman 1986, sec. 6.4.1), so the kernels' width does not
+    widen the estimate and bias the fitted temperature low."""
+    k = draws.shape[0]
+    centre, sd = draws.mean(0), draws.std(0).clamp_min(1e-6)
+    quartiles = torch.quantile(draws, torch.tensor([0.25, 0.75]), dim=0)
+    spread = torch.minimum(sd, (quartiles[1] - quartiles[0]) / 1.34).clamp_min(1e-3 * sd)
+    bandwidth = 0.9 * spread * k ** -0.2
+    shrink = 1 / torch.sqrt(1 + (bandwidth / sd) ** 2)
+    return centre + shrink * (draws - centre), shrink * bandwidth
 
 
 def _minimise(objective, parameters, max_iter: int) -> None:

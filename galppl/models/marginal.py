@@ -12,8 +12,9 @@ It is a strictly proper scoring rule (its expectation is smallest at the true ma
 Gneiting & Raftery 2007), it needs only draws (no density, no kernel bandwidth), and with
 the "fair" pair term over K draws (divided by K (K - 1)) its estimate is unbiased for any K.
 Draws of a flow are reparameterised, so the score trains the flow, the mean head and the
-representation together (:func:`marginal_score_loss`), and with fixed draws it is convex in
-a per-variable location shift and scale (:mod:`galppl.models.calibration`).
+representation together (:func:`marginal_score_loss`, what fine-tuning on partial labels
+uses). Post-hoc recalibration uses the marginal likelihood instead
+(:mod:`galppl.models.calibration` says why).
 """
 
 from __future__ import annotations

@@ -65,3 +65,14 @@ def test_marginal_score_loss_is_the_likelihood_without_partial_labels_and_trains
     chain.zero_grad()
     chain.negative_log_likelihood(x, **partial).backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in chain.flows["core"].parameters())
+
+
+def test_the_shrunk_kernel_estimate_keeps_the_draws_variance_and_mean():
+    from galppl.models.calibration import _shrunk_kernel
+
+    draws = torch.randn(128, 300, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 3.0, 300)
+    centres, bandwidth = _shrunk_kernel(draws)
+    # A mixture of N(centre_k, h^2): mean = mean of the centres, variance = their variance + h^2.
+    torch.testing.assert_close(centres.mean(0), draws.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(centres.var(0) + bandwidth ** 2, draws.var(0), rtol=1e-4, atol=0)
+    assert (bandwidth > 0.2 * draws.std(0)).all()  # a smoothing of ~0.35 sd at 128 draws, shrunk a little
