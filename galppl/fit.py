@@ -202,8 +202,12 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
 
     start = time.perf_counter()
     split = split_galaxies(data, config)
-    tensors = init.tensors(data)  # init's featurizer: a catalog giving other features is refused here
+    features = init.features(data)  # init's featurizer: a catalog giving other features is refused here
+    tensors = catalog_tensors(features, data, init.chain.blocks)
     train, val = _usable_parts(tensors, split)
+    # Calibrated without the val galaxies init flags out-of-distribution, as recalibrate is: one
+    # glitched galaxy's likelihood would widen every other posterior (they still train and stop early).
+    flagged = init.featurizer.ood_scores(features)["out_of_distribution"].sel(galaxy=val.galaxy).values
     chain = copy.deepcopy(init.chain)
     frozen = _unobserved_blocks(chain, train)
     if len(frozen) == len(chain.blocks):
@@ -215,11 +219,13 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     loss = functools.partial(marginal_score_loss, chain)
     try:
         record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
-                        feature_names=init.featurizer.feature_names, loss=loss)
+                        feature_names=init.featurizer.feature_names, loss=loss,
+                        calibration_set=val.select(val.galaxy[~flagged]))
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
     record.update(frozen_blocks=frozen, excluded_incomplete_inputs=_excluded(tensors, split),
+                  calibration_left_out_of_distribution=int(flagged.sum()),
                   fit_seconds=time.perf_counter() - start, init_history=init.history)
     return GalaxyPosterior(chain, init.featurizer, model=init.model, config=config, history=record, split=split)
 
@@ -271,11 +277,12 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
-           desc: str, *, data: xr.Dataset, feature_names, loss=None) -> dict:
+           desc: str, *, data: xr.Dataset, feature_names, loss=None, calibration_set: CatalogTensors | None = None
+           ) -> dict:
     """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
     ``val``, with ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
-    (:mod:`galppl.augment`, features named ``feature_names``), then calibrate it on ``val``;
-    what to record."""
+    (:mod:`galppl.augment`, features named ``feature_names``), then calibrate it on
+    ``calibration_set`` (default ``val``); what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     loss = chain.negative_log_likelihood if loss is None else loss
     train_batch, val_batch = train.batch(), val.batch()
@@ -284,7 +291,8 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
         val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
     history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress), desc=desc)
-    calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
+    calibration_set = val if calibration_set is None else calibration_set
+    calibration = chain.calibrate(calibration_set.features, calibration_set.targets) if config.chain.calibrate else None
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}
 
