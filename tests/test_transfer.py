@@ -76,7 +76,8 @@ def test_recalibrate_needs_some_labelled_galaxies_and_names_the_variables_it_lea
     model = copy.deepcopy(posterior)
     few = held_out(catalog, model).isel(galaxy=slice(0, 9))
     with pytest.raises(ValueError, match=r"no variable can be recalibrated on this catalog \(each needs at least 10 "
-                                         r"of its 9 usable, in-distribution galaxies labelled\): block 'core': log_mstar labelled on 9"):
+                                         r"of its 9 usable, in-distribution galaxies labelled\): "
+                                         r"block 'core': log_mstar labelled on 9"):
         model.recalibrate(few)
     before = state(model)
     with pytest.warns(UserWarning, match=r"leaves the calibration of some variables as it was .*block 'bh': "

@@ -70,7 +70,8 @@ def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dic
 
 
 def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
-                       parent_draws: int = 32, max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, dict]:
+                       parent_draws: int = 32, max_galaxies: int = 2048, max_iter: int = 50,
+                       seed: int = 0) -> dict[str, dict]:
     """Set each continuous block's shift and temperatures to fit these held-out galaxies.
 
     A network trained to the best validation likelihood is still somewhat over-confident
@@ -84,12 +85,22 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
     variable's marginal from :data:`MARGINAL_DRAWS` draws; on at most ``max_galaxies`` galaxies (a
     seeded subset). Shift and log T are found together by L-BFGS (``max_iter`` iterations).
     Only the ``shift_<block>`` and ``temperature_<block>`` buffers change, and of those only
-    the refitted variables' entries. Call it on the validation set, never on the test set.
+    the refitted variables' entries. The draws are seeded with ``seed`` (the caller's random
+    state is left as it was), so a recalibration is reproducible. Call it on the validation set, never on the test set.
     Returns block name -> {"shift": [...] (standardised units), "temperature": [...],
     "method": ..., "variables": [...]} (the plan's method and refitted variables).
     """
     was_training = chain.training
     chain.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter)
+    chain.zero_grad(set_to_none=True)
+    chain.train(was_training)
+    return out
+
+
+def _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter) -> dict[str, dict]:
     plan = calibration_plan(chain, targets)
     out = {}
     with torch.no_grad():
@@ -110,8 +121,6 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
         out[block.name] = {"shift": getattr(chain, f"shift_{block.name}").tolist(),
                            "temperature": getattr(chain, f"temperature_{block.name}").tolist(),
                            "method": method, "variables": plan[block.name]["variables"]}
-    chain.zero_grad(set_to_none=True)
-    chain.train(was_training)
     return out
 
 
