@@ -72,7 +72,7 @@ FINE_TUNE_FRACTIONS = (0.8, 0.15, 0.05)
 SIZES = {
     "quick": dict(mock=3000, vae_galaxies=1200, image_size=32, vae_epochs=3, max_epochs=10, max_seconds=30,
                   draws=200, splits=1, recalibrate=(200, 500), fine_tune=(500, 2000), cutout_epochs=30),
-    "full": dict(mock=10000, vae_galaxies=4000, image_size=64, vae_epochs=12, max_epochs=200, max_seconds=90,
+    "full": dict(mock=10000, vae_galaxies=4000, image_size=64, vae_epochs=12, max_epochs=200, max_seconds=60,
                  draws=400, splits=3, recalibrate=(200, 500), fine_tune=(500, 2000), cutout_epochs=200),
 }
 
