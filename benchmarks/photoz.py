@@ -28,54 +28,23 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.metrics import r2_score
+from _scoring import MSTAR_Z_CHAIN, boosting_intervals, draw_intervals, interval_scores, real_catalog
 
 import galppl
 from galppl.config import FitConfig
-from galppl.data import load_galaxyzoo
-from galppl.data.paths import sdss_data_dir
 from galppl.features import build_features
 from galppl.fit import split_galaxies
 from galppl.models.chain import Block
 from galppl.ood import OutOfDistributionWarning
-from galppl.diagnostics.photoz import photoz_metrics
-
-LEVELS = (0.68, 0.95)
-
-
-def real_catalog():
-    """The DR9 catalog with its one non-positive redshift set missing (outside z's support), or None."""
-    folder = sdss_data_dir()
-    if folder is None or not (folder / "dr9_galaxyzoo_5k.csv").exists():
-        return None
-    data = load_galaxyzoo(folder / "dr9_galaxyzoo_5k.csv")
-    bad = ~(data["z"].values > 0) & np.isfinite(data["z"].values)
-    print(f"DR9: {data.sizes['galaxy']} galaxies; {int(bad.sum())} with z <= 0 set missing (outside z's support)")
-    data["z"] = data["z"].where(~bad)
-    return data
 
 
 def models(base: str) -> dict[str, list[Block]]:
     options = {} if base == "normal" else {"base": base}
+    core = MSTAR_Z_CHAIN[0]
     return {
         "z": [Block("z", ("z",), "spline", flow_options=options)],
-        "M*, z": [Block("core", ("log_mstar", "z"), "realnvp", flow_options={"num_couplings": 6, **options})],
+        "M*, z": [Block(core.name, core.variables, core.kind, flow_options={**core.flow_options, **options})],
     }
-
-
-def scores(truth: dict[str, np.ndarray], median: dict, lower: dict, upper: dict) -> dict[str, float]:
-    """R^2 per variable, photo-z statistics, coverage of the intervals per level and variable."""
-    out = {}
-    for name, true in truth.items():
-        keep = np.isfinite(true) & np.isfinite(median[name])
-        out[f"R2 {name}"] = r2_score(true[keep], median[name][keep])
-        for level in LEVELS:
-            inside = (lower[name][level] <= true) & (true <= upper[name][level])
-            out[f"cov{int(level * 100)} {name}"] = float(inside[keep].mean())
-    z = photoz_metrics(truth["z"], median["z"])
-    out.update({"NMAD": z["nmad"], "out>0.05": z["outliers_0.05"], "out>0.15": z["outliers_0.15"], "bias": z["bias"]})
-    return out
 
 
 def galppl_scores(data, blocks, split, args) -> tuple[dict, float, str]:
@@ -88,18 +57,14 @@ def galppl_scores(data, blocks, split, args) -> tuple[dict, float, str]:
     variables = [v for b in blocks for v in b.variables]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDistributionWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws of galaxies with incomplete inputs
-        draws = posterior.predict(test, num_samples=args.draws, seed=args.seed).posterior
-        median = {v: draws[v].median(("chain", "draw")).values for v in variables}
-        lower = {v: {lv: draws[v].quantile((1 - lv) / 2, ("chain", "draw")).values for lv in LEVELS} for v in variables}
-        upper = {v: {lv: draws[v].quantile((1 + lv) / 2, ("chain", "draw")).values for lv in LEVELS} for v in variables}
+        draws = posterior.sample(test, num_samples=args.draws, seed=args.seed)
     truth = {v: test[v].values for v in variables}
     extra = ""
     for block in blocks:
         base = posterior.chain.flows[block.name].base
         if hasattr(base, "df"):
             extra = f" (learned df {np.round(base.df.detach().numpy(), 1).tolist()})"
-    return scores(truth, median, lower, upper), time.perf_counter() - start, extra
+    return interval_scores(truth, *draw_intervals(draws, variables)), time.perf_counter() - start, extra
 
 
 def boosting_scores(data, split, variables, seed) -> dict:
@@ -109,17 +74,8 @@ def boosting_scores(data, split, variables, seed) -> dict:
     x_train, x_test = features.sel(galaxy=train_ids).values, features.sel(galaxy=split["test"]).values
     median, lower, upper = {}, {}, {}
     for v in variables:
-        y = data[v].sel(galaxy=train_ids).values
-        keep = np.isfinite(y) & np.isfinite(x_train).all(1)
-
-        def fitted(**kw):
-            model = HistGradientBoostingRegressor(random_state=seed, **kw).fit(x_train[keep], y[keep])
-            return np.where(np.isfinite(x_test).all(1), model.predict(x_test), np.nan)  # as galppl: no guess
-
-        median[v] = fitted()
-        lower[v] = {lv: fitted(loss="quantile", quantile=(1 - lv) / 2) for lv in LEVELS}
-        upper[v] = {lv: fitted(loss="quantile", quantile=(1 + lv) / 2) for lv in LEVELS}
-    return scores({v: data[v].sel(galaxy=split["test"]).values for v in variables}, median, lower, upper)
+        median[v], lower[v], upper[v] = boosting_intervals(x_train, data[v].sel(galaxy=train_ids).values, x_test, seed)
+    return interval_scores({v: data[v].sel(galaxy=split["test"]).values for v in variables}, median, lower, upper)
 
 
 def main() -> None:

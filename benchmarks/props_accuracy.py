@@ -24,13 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _scoring import baselines
 from scipy import stats
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.neighbors import KNeighborsRegressor
-from sklearn.neural_network import MLPRegressor
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 import galppl
 from galppl.diagnostics import photoz_metrics
@@ -38,18 +33,6 @@ from galppl.data import simulate
 from galppl.features import catalog_tensors, uses_images
 
 PARAMS = ("log_mstar", "log_sfr", "z", "log_mbh", "oh")
-
-
-def baselines(seed: int) -> dict:
-    return {
-        # Inputs and the target standardised, as the paper's network would have them.
-        "MLP": lambda: TransformedTargetRegressor(
-            make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(256, 256), early_stopping=True,
-                                                         max_iter=300, random_state=seed)),
-            transformer=StandardScaler()),
-        "kNN (k=10)": lambda: make_pipeline(StandardScaler(), KNeighborsRegressor(10)),
-        "grad. boosting": lambda: HistGradientBoostingRegressor(random_state=seed),
-    }
 
 
 def scores(name: str, truth, mean, lo68, hi68, lo95, hi95, nll) -> dict:

@@ -131,7 +131,9 @@ class ChainConfig:
     calibrate: temperature-scale each block's residual on the validation galaxies after
     training (:meth:`galppl.models.chain.ChainModel.calibrate`). ood_quantile: the share of
     validation galaxies the out-of-distribution flag leaves unflagged, in (0, 1)
-    (:class:`galppl.ood.InputDensity`).
+    (:class:`galppl.ood.InputDensity`). mag_noise: noise augmentation (:mod:`galppl.augment`):
+    each training minibatch moves every galaxy's magnitudes by ``mag_noise x N(0, mag_err^2)``
+    per band (needs the catalog's ``mag_err``); 0 (the default) turns it off.
     """
 
     inputs: str = "image+photometry"
@@ -141,9 +143,14 @@ class ChainConfig:
     oh_flow: str | None = None
     calibrate: bool = True
     ood_quantile: float = OOD_QUANTILE
+    mag_noise: float = 0.0
 
     def __post_init__(self):
         _choice("ChainConfig", "inputs", self.inputs, INPUTS)
+        noise_ok = isinstance(self.mag_noise, numbers.Real) and not isinstance(self.mag_noise, bool)
+        if not noise_ok or not math.isfinite(self.mag_noise) or self.mag_noise < 0:
+            raise ValueError(f"ChainConfig.mag_noise must be a finite number >= 0 (times mag_err), got {self.mag_noise!r}")
+        object.__setattr__(self, "mag_noise", float(self.mag_noise))
         object.__setattr__(self, "hidden_dim", _integer("ChainConfig", "hidden_dim", self.hidden_dim, 1))
         object.__setattr__(self, "dropout", _share("ChainConfig", "dropout", self.dropout, zero_allowed=True))
         object.__setattr__(self, "num_couplings", _integer("ChainConfig", "num_couplings", self.num_couplings, 1))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import numbers
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from galppl.augment import band_to_feature_map, check_magnitude_errors, magnitude_errors, with_magnitude_noise
 from galppl.config import CHAIN_TRAINING, FINE_TUNING, FitConfig
 from galppl.data.files import read_json
 from galppl.data.schema import validate
@@ -40,6 +42,7 @@ from galppl.ensemble import EnsemblePosterior
 from galppl.features import CatalogTensors, Featurizer, build_features, catalog_tensors, uses_images
 from galppl.models import CHAINS, chain_blocks
 from galppl.models.chain import Block, ChainModel
+from galppl.models.marginal import marginal_score_loss
 from galppl.posterior import GalaxyPosterior
 from galppl.train import train_loss_fn
 
@@ -114,6 +117,8 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
             raise ValueError(f"block {block.name!r} lists {repeated} more than once: name each variable once")
     name = model if isinstance(model, str) else "custom"
     data = default_catalog(config, progress) if data is None else validate(data)
+    if config.chain.mag_noise > 0:
+        check_magnitude_errors(data)  # before a VAE is fitted for nothing
     for block in blocks:
         absent = [v for v in block.variables if v not in data]
         if absent:
@@ -138,7 +143,8 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
         member_config = dataclasses.replace(config, seed=seed)
         chain = ChainModel(blocks, featurizer.feature_dim, seed=seed, **config.chain.model_options())
         chain.set_standardisation(train.features, train.targets)
-        record = _train(chain, train, val, member_config, progress, desc=f"{name} (seed {seed})")
+        record = _train(chain, train, val, member_config, progress, desc=f"{name} (seed {seed})", data=data,
+                        feature_names=featurizer.feature_names)
         record.update(excluded_incomplete_inputs=_excluded(tensors, split),
                       fit_seconds=shared_seconds + time.perf_counter() - start)
         members.append(GalaxyPosterior(chain, featurizer, model=name, config=member_config, history=record,
@@ -163,15 +169,19 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     What moves: the representation MLP (shared by every block) and the weights of each block
     with a value for some training galaxy. The weights of a block with none (its head, flow and
     embedding) are frozen, hence bitwise unchanged; such a block's posterior still moves
-    through the shared representation. Within a block observed only in part (``z`` and
-    ``log_mstar`` of the props core, without ``log_sfr``), the flow's likelihood term needs
-    every variable, so only the mean head trains, and the flow's weights keep ``init``'s (they
-    get exactly zero gradients). A block with fewer than
-    :data:`~galppl.models.calibration.MIN_GALAXIES` validation galaxies holding all its variables
-    keeps ``init``'s calibration (that props core, again).
+    through the shared representation. A galaxy with only some of a block's variables (``z``
+    and ``log_mstar`` of the props core, without ``log_sfr``) has no flow likelihood (the
+    flow's density is joint, its marginals have no closed form); it is scored instead by the
+    CRPS of each labelled variable's marginal from reparameterised draws of the block
+    (:func:`~galppl.models.marginal.marginal_score_loss`), a proper score that trains the
+    flow, head and representation together, so the flow follows the representation as it
+    moves rather than being left to drift with it. The recalibration on ``val`` then refits
+    the labelled variables' shift and temperature on their marginals and keeps the others'
+    (:func:`~galppl.models.calibration.calibration_plan`).
 
     config: default ``init.config`` with the training settings
-    :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate); ``options`` as for
+    :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate) and no noise augmentation
+    (``mag_noise=...`` asks for it with this catalog's errors); ``options`` as for
     ``galppl.fit``. The chain settings (inputs, sizes, flows) must be ``init``'s: a different
     one is a ValueError naming it, as is a catalog whose features differ from ``init``'s.
     """
@@ -182,7 +192,9 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     if vae is not None and vae is not init.vae:
         raise ValueError("a fine-tune reads init's frozen VAE (init.vae); do not pass vae= with init=")
     _check_same_model(init, model)
-    base = config or dataclasses.replace(init.config, train=FINE_TUNING)
+    # Noise augmentation is asked for per catalog (mag_noise=...): a small real one often has no errors.
+    base = config or dataclasses.replace(init.config, train=FINE_TUNING,
+                                         chain=dataclasses.replace(init.config.chain, mag_noise=0.0))
     # No galaxies are kept apart for a VAE: the VAE is init's.
     config = base.with_options(**options).with_options(vae_fraction=0.0)
     _check_same_chain(init, config)
@@ -195,8 +207,12 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
 
     start = time.perf_counter()
     split = split_galaxies(data, config)
-    tensors = init.tensors(data)  # init's featurizer: a catalog giving other features is refused here
+    features = init.features(data)  # init's featurizer: a catalog giving other features is refused here
+    tensors = catalog_tensors(features, data, init.chain.blocks)
     train, val = _usable_parts(tensors, split)
+    # Calibrated without the val galaxies init flags out-of-distribution, as recalibrate is: one
+    # glitched galaxy's likelihood would widen every other posterior (they still train and stop early).
+    flagged = init.featurizer.ood_scores(features)["out_of_distribution"].sel(galaxy=val.galaxy).values
     chain = copy.deepcopy(init.chain)
     frozen = _unobserved_blocks(chain, train)
     if len(frozen) == len(chain.blocks):
@@ -205,12 +221,16 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
                   for p in part[name].parameters()]
     for parameter in parameters:
         parameter.requires_grad_(False)
+    loss = functools.partial(marginal_score_loss, chain)
     try:
-        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}")
+        record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
+                        feature_names=init.featurizer.feature_names, loss=loss,
+                        calibration_set=val.select(val.galaxy[~flagged]))
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
     record.update(frozen_blocks=frozen, excluded_incomplete_inputs=_excluded(tensors, split),
+                  calibration_left_out_of_distribution=int(flagged.sum()),
                   fit_seconds=time.perf_counter() - start, init_history=init.history)
     return GalaxyPosterior(chain, init.featurizer, model=init.model, config=config, history=record, split=split)
 
@@ -284,12 +304,22 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
-           desc: str) -> dict:
-    """Train ``chain`` with early stopping on ``val``, then calibrate it there; what to record."""
+           desc: str, *, data: xr.Dataset, feature_names, loss=None, calibration_set: CatalogTensors | None = None
+           ) -> dict:
+    """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
+    ``val``, with ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
+    (:mod:`galppl.augment`, features named ``feature_names``), then calibrate it on
+    ``calibration_set`` (default ``val``); what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
+    loss = chain.negative_log_likelihood if loss is None else loss
+    train_batch, val_batch = train.batch(), val.batch()
+    if config.chain.mag_noise > 0:
+        loss = with_magnitude_noise(loss, chain, band_to_feature_map(feature_names), config.chain.mag_noise)
+        train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
+        val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
     try:
-        history = train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, train.batch(), val.batch(),
-                                config.chain_training(progress), desc=desc)
+        history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress),
+                                desc=desc)
     except ValueError as error:
         # A step that blew the weights up surfaces at the next step as torch's complaint that a
         # distribution's arguments hold NaN ("... but found invalid values"); say what happened.
@@ -299,7 +329,8 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         raise FloatingPointError(f"{desc}: training diverged: the loss went non-finite (the weights blew up) at "
                                  f"lr={config.train.lr:g}; use a smaller learning rate (fit's default is "
                                  f"{CHAIN_TRAINING.lr:g})") from error
-    calibration = chain.calibrate(val.features, val.targets) if config.chain.calibrate else None
+    calibration_set = val if calibration_set is None else calibration_set
+    calibration = chain.calibrate(calibration_set.features, calibration_set.targets) if config.chain.calibrate else None
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}
 

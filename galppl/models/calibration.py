@@ -1,6 +1,30 @@
 """Post-hoc recalibration of a chain's continuous blocks on held-out galaxies, in catalog units:
 temperature scaling (Guo et al. 2017, "On calibration of modern neural networks") extended by
-a location shift, so that a posterior that is off-centre, not only too narrow, is corrected."""
+a location shift, so that a posterior that is off-centre, not only too narrow, is corrected.
+
+Each block's residual is put around its mean head as ``mean + shift + T * residual`` per
+variable (:class:`~galppl.models.block.TemperedShift`, standardised units). Both are fitted
+with every weight frozen, by one of two objectives, chosen per block from the labels:
+
+- **joint** (``"likelihood"``): the galaxies with all of the block's variables, by maximum
+  likelihood of the block's density (for a child, of the mixture over its parents' draws);
+- **marginal** (``"marginal_likelihood"``): where most labelled galaxies lack some of the
+  block's variables (a real catalog with z and log M* but no log SFR), each labelled
+  variable's own shift and T maximise the likelihood of its marginal. The shift and T of one
+  variable move only that coordinate of every draw (the transform is elementwise after the
+  flow), so its marginal under (s, T) is the marginal of the uncalibrated draws moved and
+  scaled: the draws (given the recalibrated parents' draws) are made once, and each galaxy's
+  marginal density is a Gaussian kernel estimate from them whose variance is the draws' own
+  (:func:`_shrunk_kernel`), so the kernels do not bias T. The variables nobody labels keep
+  their shift and temperature exactly, and the flow's dependence between the variables (what
+  the joint TARP sees) is kept: only the margins move.
+
+Why the likelihood and not the CRPS (:mod:`galppl.models.marginal`, convex in (s, T) and
+bandwidth-free, used for fine-tuning): the CRPS is in the units of y, so galaxies with wide
+posteriors dominate it, while coverage counts every galaxy once, as the log score does. A
+mock-trained model on DR9 (z and log M* from 500 real galaxies) got z coverage 0.63 / 0.89
+(68% / 95%) recalibrated by marginal CRPS and 0.71 / 0.93 by marginal likelihood.
+"""
 
 from __future__ import annotations
 
@@ -12,55 +36,100 @@ import torch
 if TYPE_CHECKING:
     from galppl.models.chain import ChainModel
 
-# Fewer held-out galaxies with a block's values than this leave its calibration as it is.
+# Fewer held-out galaxies with a value than this leave that calibration as it is.
 MIN_GALAXIES = 10
+# Draws per galaxy for the marginal likelihood's kernel density estimate.
+MARGINAL_DRAWS = 128
+
+
+def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """How each continuous block would be recalibrated on these targets (block name ->
+    (galaxy, dim), catalog units, NaN where missing): block name -> ``{"method": ...,
+    "variables": [...], "labelled": {variable: galaxies}}``.
+
+    ``method`` is ``"likelihood"`` when at least :data:`MIN_GALAXIES` galaxies, and at least
+    half of those labelling any one of its variables, have all of them; else
+    ``"marginal_likelihood"`` for the variables labelled on at least :data:`MIN_GALAXIES` galaxies;
+    else ``"unchanged"``. ``variables`` are the ones whose shift and temperature it refits.
+    """
+    plan = {}
+    for block in chain.blocks:
+        if block.kind == "bernoulli":
+            continue
+        values = targets[block.name]
+        labelled = (~torch.isnan(values)).sum(0)
+        complete = int((~torch.isnan(values)).all(-1).sum())
+        counts = dict(zip(block.variables, labelled.tolist()))
+        if complete >= MIN_GALAXIES and 2 * complete >= int(labelled.max()):
+            method, variables = "likelihood", list(block.variables)
+        else:
+            variables = [v for v, n in counts.items() if n >= MIN_GALAXIES]
+            method = "marginal_likelihood" if variables else "unchanged"
+        plan[block.name] = {"method": method, "variables": variables, "labelled": counts}
+    return plan
 
 
 def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
-                       parent_draws: int = 32, max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, dict]:
-    """Set each continuous block's shift and temperatures to maximise the held-out likelihood.
+                       parent_draws: int = 32, max_galaxies: int = 2048, max_iter: int = 50,
+                       seed: int = 0) -> dict[str, dict]:
+    """Set each continuous block's shift and temperatures to fit these held-out galaxies.
 
     A network trained to the best validation likelihood is still somewhat over-confident
     (its training residuals are smaller than new galaxies' ones), and its residual can sit
-    off-centre (the mean head is trained with dropout, used without). With every weight
-    frozen, each block's residual is moved by a shift s and scaled by a temperature T per
-    variable (the block's :class:`~galppl.models.block.TemperedShift` becomes
-    ``mean + s + T * residual``, both in the block's standardised units), chosen to maximise
-    the likelihood of these galaxies (features (galaxy, feature), targets block name ->
-    (galaxy, dim) in catalog units, NaN where missing) under what prediction will actually
-    use: for a block without parents its density given h; for a child, the mixture over
-    ``parent_draws`` ancestral draws of its (already recalibrated) parents,
-    ``log mean_k p(y | parents_k, h)``, so the errors of the parents' posteriors are
-    accounted for (on at most ``max_galaxies`` galaxies, a seeded subset). Shift and log T
-    are found together by L-BFGS (``max_iter`` iterations). Only the ``shift_<block>`` and
-    ``temperature_<block>`` buffers change. Call it on the validation set, never on the test
-    set. Returns block name -> {"shift": [...] (standardised units), "temperature": [...]}.
+    off-centre (the mean head is trained with dropout, used without). features (galaxy,
+    feature); targets block name -> (galaxy, dim) in catalog units, NaN where missing. Each
+    block is refitted as :func:`calibration_plan` says (module docstring): by likelihood
+    under what prediction will actually use (for a child, ``log mean_k p(y | parents_k, h)``
+    over ``parent_draws`` ancestral draws of its already recalibrated parents, so the errors
+    of the parents' posteriors are accounted for), or by the likelihood of each labelled
+    variable's marginal from :data:`MARGINAL_DRAWS` draws; on at most ``max_galaxies`` galaxies (a
+    seeded subset). Shift and log T are found together by L-BFGS (``max_iter`` iterations).
+    Only the ``shift_<block>`` and ``temperature_<block>`` buffers change, and of those only
+    the refitted variables' entries. The draws are seeded with ``seed`` (the caller's random
+    state is left as it was), so a recalibration is reproducible. Call it on the validation set, never on the test set.
+    Returns block name -> {"shift": [...] (standardised units), "temperature": [...],
+    "method": ..., "variables": [...]} (the plan's method and refitted variables).
     """
     was_training = chain.training
     chain.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter)
+    chain.zero_grad(set_to_none=True)
+    chain.train(was_training)
+    return out
+
+
+def _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter) -> dict[str, dict]:
+    plan = calibration_plan(chain, targets)
     out = {}
     with torch.no_grad():
         h = chain.represent(features)
     for block in chain.blocks:
         if block.kind == "bernoulli":
             continue
-        shift_buffer = getattr(chain, f"shift_{block.name}")
-        temperature_buffer = getattr(chain, f"temperature_{block.name}")
         target = targets[block.name]
         chain.check_support(block, target)
-        rows = ~torch.isnan(target).any(-1)
-        if rows.sum() >= MIN_GALAXIES:
-            rows = rows.nonzero().flatten()
-            if block.parents and len(rows) > max_galaxies:  # a seeded subset bounds the cost
-                generator = torch.Generator().manual_seed(0)
-                rows = rows[torch.randperm(len(rows), generator=generator)[:max_galaxies]]
+        method = plan[block.name]["method"]
+        if method == "likelihood":
+            rows = _subset((~torch.isnan(target).any(-1)).nonzero().flatten(), max_galaxies if block.parents else None)
             shift, log_temperature = _fit(chain, block, h, features, target, rows, parent_draws, max_iter)
-            shift_buffer.copy_(shift)
-            temperature_buffer.copy_(log_temperature.exp())
-        out[block.name] = {"shift": shift_buffer.tolist(), "temperature": temperature_buffer.tolist()}
-    chain.zero_grad(set_to_none=True)
-    chain.train(was_training)
+            getattr(chain, f"shift_{block.name}").copy_(shift)
+            getattr(chain, f"temperature_{block.name}").copy_(log_temperature.exp())
+        elif method == "marginal_likelihood":
+            _fit_marginals(chain, block, h, features, target, plan[block.name]["variables"], max_galaxies, max_iter)
+        out[block.name] = {"shift": getattr(chain, f"shift_{block.name}").tolist(),
+                           "temperature": getattr(chain, f"temperature_{block.name}").tolist(),
+                           "method": method, "variables": plan[block.name]["variables"]}
     return out
+
+
+def _subset(rows: torch.Tensor, max_galaxies: int | None) -> torch.Tensor:
+    """At most ``max_galaxies`` of ``rows``, a seeded subset (bounds the cost); all with None."""
+    if max_galaxies is None or len(rows) <= max_galaxies:
+        return rows
+    generator = torch.Generator().manual_seed(0)
+    return rows[torch.randperm(len(rows), generator=generator)[:max_galaxies]]
 
 
 def _fit(chain, block, h, features, target, rows, parent_draws, max_iter):
@@ -74,17 +143,74 @@ def _fit(chain, block, h, features, target, rows, parent_draws, max_iter):
             parents = {p: drawn[p] for p in block.parents}
         # Conditioned once: each L-BFGS step only re-reads the shift and log temperature.
         distribution = chain.block_distribution(block, h[rows], parents, calibration=(shift, log_temperature))
-    optimiser = torch.optim.LBFGS([shift, log_temperature], lr=0.5, max_iter=max_iter,
-                                  line_search_fn="strong_wolfe")
 
     def negative_log_likelihood():
-        optimiser.zero_grad()
         lp = distribution.log_prob(target[rows])
         if block.parents:
             lp = torch.logsumexp(lp, dim=0) - math.log(parent_draws)
-        loss = -lp.mean()
+        return -lp.mean()
+
+    _minimise(negative_log_likelihood, [shift, log_temperature], max_iter)
+    return shift.detach(), log_temperature.detach()
+
+
+def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, max_iter):
+    """Refit the shift and temperature of each of ``variables`` of ``block`` on its marginal likelihood."""
+    rows = _subset((~torch.isnan(target)).any(-1).nonzero().flatten(), max_galaxies)
+    shift_buffer = getattr(chain, f"shift_{block.name}")
+    temperature_buffer = getattr(chain, f"temperature_{block.name}")
+    with torch.no_grad():
+        parents, extra = {}, (MARGINAL_DRAWS,)
+        if block.parents:  # the recalibrated parents' ancestral draws give the draws dimension
+            drawn = chain.model(features[rows], MARGINAL_DRAWS)
+            parents, extra = {p: drawn[p] for p in block.parents}, ()
+        zero = torch.zeros(block.dim)
+        uncalibrated = chain.block_distribution(block, h[rows], parents, calibration=(zero, zero)).sample(extra)
+        mean = chain.heads[block.name](h[rows])["mean"]
+        residual = chain.standardise(block, uncalibrated) - mean  # (draw, galaxy, dim), before shift and T
+        observed = chain.standardise(block, target[rows])  # NaN stays NaN, per element
+    for variable in variables:
+        j = block.variables.index(variable)
+        labelled = ~torch.isnan(observed[:, j])
+        centres, bandwidth = _shrunk_kernel(residual[:, labelled, j])
+        gap = observed[labelled, j] - mean[labelled, j]
+        shift = shift_buffer[j].clone().requires_grad_(True)
+        log_temperature = temperature_buffer[j].log().clone().requires_grad_(True)
+
+        def negative_log_likelihood():
+            # The marginal density of mean + s + T x at y: the kernel estimate of x's density at (y - mean - s) / T.
+            u = (gap - shift) / log_temperature.exp()
+            kernel = torch.distributions.Normal(centres, bandwidth).log_prob(u)
+            return -(torch.logsumexp(kernel, 0) - math.log(len(centres)) - log_temperature).mean()
+
+        _minimise(negative_log_likelihood, [shift, log_temperature], max_iter)
+        shift_buffer[j] = shift.detach()
+        temperature_buffer[j] = log_temperature.detach().exp()
+
+
+def _shrunk_kernel(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (draw, galaxy) and bandwidths (galaxy,) of a Gaussian kernel density estimate of
+    each galaxy's draws whose variance is the draws' own: Silverman's bandwidth
+    ``h = 0.9 min(sd, IQR / 1.34) K^(-1/5)``, and the draws shrunk towards their mean by
+    ``1 / sqrt(1 + h^2 / sd^2)`` (Silverman 1986, sec. 6.4.1), so the kernels' width does not
+    widen the estimate and bias the fitted temperature low."""
+    k = draws.shape[0]
+    centre, sd = draws.mean(0), draws.std(0).clamp_min(1e-6)
+    quartiles = torch.quantile(draws, torch.tensor([0.25, 0.75]), dim=0)
+    spread = torch.minimum(sd, (quartiles[1] - quartiles[0]) / 1.34).clamp_min(1e-3 * sd)
+    bandwidth = 0.9 * spread * k ** -0.2
+    shrink = 1 / torch.sqrt(1 + (bandwidth / sd) ** 2)
+    return centre + shrink * (draws - centre), shrink * bandwidth
+
+
+def _minimise(objective, parameters, max_iter: int) -> None:
+    """L-BFGS (strong Wolfe line search) on ``objective()`` over ``parameters``, in place."""
+    optimiser = torch.optim.LBFGS(parameters, lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = objective()
         loss.backward()
         return loss
 
-    optimiser.step(negative_log_likelihood)
-    return shift.detach(), log_temperature.detach()
+    optimiser.step(closure)
