@@ -19,8 +19,9 @@ a :class:`~galppl.config.FitConfig` as TOML (a top-level ``seed`` and the tables
 
 Every command checks all its arguments and files before any work starts; a bad one ends the
 command at once with a one-line message and exit status 2. A failure during the work (e.g. an
-unreadable row deep in a catalog) is one line and exit status 1; an interrupted predict exits
-with 130 and resumes when run again.
+unreadable row deep in a catalog) is one line and exit status 1; an interrupted predict, fit or
+run exits with 130 and resumes when run again (``fit`` and ``run`` from per-epoch training
+checkpoints, :mod:`galppl.checkpoint`, kept beside the model / in OUT/checkpoints until the fit ends).
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ def _run(args, config) -> int:
     phases = {"simulate": time.perf_counter() - start}
     print(f"  ready in {phases['simulate']:.0f} s", flush=True)
 
-    posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet)
+    # A killed run resumes its trainings from here when started again with the same settings.
+    posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet,
+                           checkpoint_dir=out / "checkpoints")
     history = posterior.history
     phases["vae"] = posterior.vae.history.wall_seconds if posterior.vae is not None else 0.0
     phases["chain"] = history["wall_seconds"]
@@ -225,13 +228,21 @@ def _check_fit(args):
     return config
 
 
+def _checkpoints_beside(out) -> Path:
+    """Where ``galppl fit`` keeps its training checkpoints: a hidden folder beside the model's
+    (which is written whole at the end), so a killed fit started again resumes."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.checkpoints")
+
+
 def _fit(args, config) -> int:
     import galppl
     from galppl.data.io import read_catalog
 
     catalog = read_catalog(args.catalog, cutouts=args.cutouts)
     print(f"read {catalog.sizes['galaxy']} galaxies from {args.catalog}", flush=True)
-    posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet)
+    posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet,
+                           checkpoint_dir=_checkpoints_beside(args.out))
     path = posterior.save(args.out)
     history = posterior.history
     print(f"wrote {path}/ ({posterior.model}, inputs {posterior.inputs}; trained on {history['n_train']} galaxies "
@@ -419,7 +430,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args, checked)
     except KeyboardInterrupt:
-        again = "; run the same command again to resume" if args.command == "predict" else ""
+        again = "; run the same command again to resume" if args.command in ("predict", "fit", "run") else ""
         parser.exit(130, f"galppl {args.command}: interrupted{again}\n")
     except (ValueError, OSError, FloatingPointError) as err:  # unreadable data, a diverged fit (CatalogError is a ValueError)
         one_line = " ".join(str(err).split())

@@ -35,6 +35,7 @@ import torch
 import xarray as xr
 
 from galppl.augment import band_to_feature_map, check_magnitude_errors, magnitude_errors, with_magnitude_noise
+from galppl.checkpoint import checkpoints, clear_checkpoints
 from galppl.config import CHAIN_TRAINING, FINE_TUNING, FitConfig
 from galppl.data.files import read_json
 from galppl.data.schema import validate
@@ -73,7 +74,7 @@ def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]
 
 def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None = None, vae=None,
         init: GalaxyPosterior | None = None, ensemble: int | None = None, progress: bool = True,
-        **options) -> GalaxyPosterior | EnsemblePosterior:
+        checkpoint_dir=None, **options) -> GalaxyPosterior | EnsemblePosterior:
     """Fit a chain posterior model and return it as a :class:`~galppl.posterior.GalaxyPosterior`
     (an :class:`~galppl.ensemble.EnsemblePosterior` with ``ensemble=k``).
 
@@ -93,7 +94,16 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
         reading one featurizer (one frozen VAE), and returns them as one
         :class:`~galppl.ensemble.EnsemblePosterior`.
     progress: show progress bars.
+    checkpoint_dir: a folder where every training of the fit saves its state after each epoch
+        (:mod:`galppl.checkpoint`): a fit killed and run again with the same arguments resumes
+        from there to the result an uninterrupted fit gives; the files are removed when it ends.
     """
+    if checkpoint_dir is not None:
+        with checkpoints(checkpoint_dir):
+            result = fit(model, data, config=config, vae=vae, init=init, ensemble=ensemble, progress=progress,
+                         **options)
+        clear_checkpoints(checkpoint_dir)
+        return result
     if init is not None:
         if ensemble is not None:
             raise ValueError("galppl.fit got both init= and ensemble=: fine-tune each member of an ensemble "

@@ -48,6 +48,7 @@ from pyro.infer import SVI, Trace_ELBO
 from tqdm import tqdm
 
 from galppl import distributed
+from galppl.checkpoint import next_checkpoint
 
 __all__ = ["TrainConfig", "TrainHistory", "train_loss_fn", "train_svi"]
 
@@ -277,7 +278,8 @@ def train_loss_fn(
     def evaluate(batch: dict, n_total: int) -> float:
         return loss_fn(**batch, n_total=n_total).item()
 
-    return _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config, desc, "train")
+    return _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config, desc, "train",
+                       optimizer=optimizer)
 
 
 def _check_inputs(modules: dict, train: dict, val: dict | None, config: TrainConfig) -> tuple[int, int | None]:
@@ -304,18 +306,27 @@ def _clip_each(params: list[torch.Tensor], clip_norm: float) -> None:
     torch._foreach_mul_(grads, torch._foreach_clamp_max(torch._foreach_mul(factors, clip_norm), 1.0))
 
 
-def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: TrainConfig, desc: str, label: str):
+def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: TrainConfig, desc: str, label: str,
+                optimizer: torch.optim.Optimizer | None = None):
     """The epoch loop shared by both trainers; returns the ``TrainHistory``.
 
     ``step(batch, n_total, first)`` takes one optimiser step and returns the minibatch's
     loss (nats, scaled to ``n_total`` galaxies); ``evaluate(batch, n_total)`` returns it
     without training. ``desc`` prefixes error messages and labels the progress bar
     (``label`` when ``desc`` is empty). Runs in a forked torch random state seeded from ``config.seed``.
+    With an ``optimizer`` (the plain-torch trainer), inside :func:`galppl.checkpoint.checkpoints`
+    and outside torchrun, the loop's state is saved after every epoch and a saved one resumed.
     """
     history = TrainHistory()
     start = time.perf_counter()
     best_state, best_loss = _snapshot(modules), math.inf
     reference, since_reference = math.inf, 0  # the last significant improvement, and epochs since
+    checkpoint = None
+    if optimizer is not None and not distributed.active():
+        settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "max_seconds")}
+        checkpoint = next_checkpoint({"settings": settings, "n_train": n_train, "n_val": n_val,
+                                      "modules": sorted(modules), "desc": desc})
+    saved = checkpoint.load() if checkpoint is not None else None
 
     def out_of_time() -> bool:
         # Decided together under torchrun: a process stopping alone would stall the others' all-reduce.
@@ -327,7 +338,19 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
-        bar = tqdm(range(config.max_epochs), desc=desc or label, disable=not config.progress, leave=False)
+        first_epoch = 0
+        if saved is not None:  # resume: every piece of state the next epoch reads
+            for name, module in modules.items():
+                module.load_state_dict(saved["modules"][name])
+            optimizer.load_state_dict(saved["optimizer"])
+            best_state, best_loss = saved["best_state"], saved["best_loss"]
+            reference, since_reference = saved["reference"], saved["since_reference"]
+            history = TrainHistory.from_dict(saved["history"])
+            torch.set_rng_state(saved["torch_rng"])
+            generator.set_state(saved["generator"])
+            first_epoch = history.epochs_run if not history.stopped_because else config.max_epochs
+        bar = tqdm(range(first_epoch, config.max_epochs), desc=desc or label, disable=not config.progress,
+                   leave=False, initial=first_epoch, total=config.max_epochs)
         for epoch in bar:
             _set_mode(modules, True)
             total, seen = 0.0, 0
@@ -376,12 +399,19 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                 since_reference += 1
             if timed_out or out_of_time():
                 history.stopped_because = "max_seconds"
-                break
-            if since_reference >= config.patience:
+            elif since_reference >= config.patience:
                 history.stopped_because = "early_stopping"
+            elif epoch == config.max_epochs - 1:
+                history.stopped_because = "max_epochs"
+            if checkpoint is not None:
+                checkpoint.save({
+                    "modules": {name: module.state_dict() for name, module in modules.items()},
+                    "optimizer": optimizer.state_dict(), "best_state": best_state, "best_loss": best_loss,
+                    "reference": reference, "since_reference": since_reference, "history": history.to_dict(),
+                    "torch_rng": torch.get_rng_state(), "generator": generator.get_state(),
+                })
+            if history.stopped_because:
                 break
-        else:
-            history.stopped_because = "max_epochs"
         bar.close()
 
     _restore(modules, best_state)

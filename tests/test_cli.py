@@ -181,3 +181,31 @@ def test_fit_predict_resume_and_diagnose_a_users_table(tmp_path, capsys):
     summary = json.loads((tmp_path / "draws_diagnostics" / "summary.json").read_text())
     assert set(summary["parameters"]) == {"log_mstar", "log_sfr", "z", "log_mbh", "oh"}
     assert (tmp_path / "draws_diagnostics" / "pred_vs_true.png").exists()
+
+
+def test_an_interrupted_fit_resumes_from_its_checkpoints(tmp_path, capsys, monkeypatch):
+    from galppl.checkpoint import TrainingCheckpoint
+
+    catalog = galppl.simulate(300, seed=2, image_size=None, progress=False)
+    galppl.data.save_catalog(catalog, tmp_path / "sky.nc")
+    (tmp_path / "fit.toml").write_text(TINY_TOML)
+    argv = ["fit", str(tmp_path / "sky.nc"), "--config", str(tmp_path / "fit.toml"), "--quiet", "--out"]
+    assert main(argv + [str(tmp_path / "whole")]) == 0
+
+    original = TrainingCheckpoint.save
+
+    def interrupted(self, state):  # Ctrl-C right after the first epoch's checkpoint
+        original(self, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingCheckpoint, "save", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        main(argv + [str(tmp_path / "model")])
+    assert stop.value.code == 130
+    assert "galppl fit: interrupted; run the same command again to resume" in capsys.readouterr().err
+    assert (tmp_path / ".model.checkpoints" / "training-1.pt").exists() and not (tmp_path / "model").exists()
+    monkeypatch.undo()
+    assert main(argv + [str(tmp_path / "model")]) == 0
+    assert not (tmp_path / ".model.checkpoints").exists()
+    whole, resumed = galppl.load(tmp_path / "whole"), galppl.load(tmp_path / "model")
+    assert resumed.history["val_loss"] == whole.history["val_loss"]
