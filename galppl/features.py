@@ -27,7 +27,7 @@ import xarray as xr
 
 from galppl.data.files import CorruptFileError, read_json, write_text_atomic
 from galppl.data.prepare import image_stack, photometry_features
-from galppl.ood import OOD_QUANTILE, InputDensity, OutOfDistributionWarning
+from galppl.ood import OOD_QUANTILE, InputDensity, OutOfDistributionWarning, flagged_ids
 
 # What each input variant reads: "image" = the VAE encoding of the gri stamp,
 # "photometry" = colours and magnitudes.
@@ -190,7 +190,7 @@ class Featurizer:
             unlike[finite] = self.vae.scaler.unlike_training(images[finite])
         if unlike.any():
             galaxy = features["galaxy"].values
-            shown = ", ".join(str(g) for g in galaxy[unlike][:5]) + (", ..." if unlike.sum() > 5 else "")
+            shown = flagged_ids(galaxy, unlike)
             warnings.warn(
                 f"{int(unlike.sum())} of {len(unlike)} galaxies have images unlike the training stamps (galaxy ids "
                 f"{shown}): sky noise, sky level, central signal, peak or concentration out of the training range "

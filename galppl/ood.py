@@ -49,6 +49,12 @@ class OutOfDistributionWarning(UserWarning):
     """Some galaxies' inputs lie outside those the model was trained on."""
 
 
+def flagged_ids(galaxy, flagged, most: int = 5) -> str:
+    """The ids of the flagged galaxies for a warning: the first ``most``, then "..." if more."""
+    ids = [str(g) for g in galaxy[flagged]]
+    return ", ".join(ids[:most]) + (", ..." if len(ids) > most else "")
+
+
 class InputDensity:
     """A Gaussian mixture density of standardised input features, and the flag threshold.
 

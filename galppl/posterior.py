@@ -41,7 +41,7 @@ from galppl.features import CatalogTensors, Featurizer, catalog_tensors
 from galppl.models.calibration import MIN_GALAXIES
 from galppl.models.chain import Block, ChainModel
 from galppl.models.derived import add_derived
-from galppl.ood import OutOfDistributionWarning
+from galppl.ood import OutOfDistributionWarning, flagged_ids
 
 CONSTANT_VARIABLES = ("mag", "mag_err", "extinction", "quality")
 # Rows (draws x galaxies) per call of the chain when sampling. The couplings' hidden
@@ -174,7 +174,7 @@ class GalaxyPosterior:
         flag(constant, "out_of_distribution", outside)
         constant["quality"].attrs.update(quality_attrs())  # a catalog saved before this bit existed lacks its meaning
         if outside.any():
-            shown = ", ".join(str(g) for g in galaxy[outside][:5]) + (", ..." if outside.sum() > 5 else "")
+            shown = flagged_ids(galaxy, outside)
             warnings.warn(
                 f"{int(outside.sum())} of {len(galaxy)} galaxies have inputs unlike the training galaxies' "
                 f"(galaxy ids {shown}): their posteriors are extrapolations{self._range_note(features)}. See "
