@@ -38,7 +38,7 @@ from galppl.config import FitConfig
 from galppl.data.files import CorruptFileError, atomic_path, file_sha256, read_json, tensor_checksums
 from galppl.data.schema import KNOWN, CatalogError, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
-from galppl.models.calibration import MIN_GALAXIES
+from galppl.models.calibration import MIN_GALAXIES, calibration_plan
 from galppl.models.chain import Block, ChainModel
 from galppl.models.derived import add_derived
 from galppl.ood import OutOfDistributionWarning, flagged_ids
@@ -265,7 +265,6 @@ class GalaxyPosterior:
         the number left out as out-of-distribution and the catalog's ``source``, to
         ``history["recalibrations"]`` (``history["calibration"]`` keeps the fit's).
         """
-        from galppl.models.calibration import calibration_plan
 
         validate(data)
         features = self.features(data)
