@@ -265,7 +265,6 @@ class GalaxyPosterior:
         the number left out as out-of-distribution and the catalog's ``source``, to
         ``history["recalibrations"]`` (``history["calibration"]`` keeps the fit's).
         """
-
         validate(data)
         features = self.features(data)
         tensors = catalog_tensors(features, data, self.chain.blocks)
