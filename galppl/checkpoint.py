@@ -13,7 +13,9 @@ the one an uninterrupted fit gives (tested bit for bit). A file written by anoth
 mid-write leaves the previous epoch's), and read with ``weights_only=True``.
 
 Not covered: the wall-clock budget restarts with the resumed run; Pyro-SVI training
-(``train_svi``, the VAE's ``trainer="pyro"``) is not checkpointed.
+(``train_svi``, the VAE's ``trainer="pyro"``) is not checkpointed; on a GPU the CUDA
+generator's state is not saved, so a resumed GPU fit is the same fit statistically, not bit
+for bit.
 """
 
 from __future__ import annotations
