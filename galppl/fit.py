@@ -121,10 +121,6 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
     if ensemble is not None:  # every member reads one mock sky and one split, whatever its own seed
         config = config.with_options(split_seed=config.data_seed)
     blocks = chain_blocks(model, num_couplings=config.chain.num_couplings, oh_flow=config.chain.oh_flow)
-    for block in blocks:
-        repeated = sorted({v for v in block.variables if block.variables.count(v) > 1})
-        if repeated:
-            raise ValueError(f"block {block.name!r} lists {repeated} more than once: name each variable once")
     name = model if isinstance(model, str) else "custom"
     data = default_catalog(config, progress) if data is None else validate(data)
     if config.chain.mag_noise > 0:

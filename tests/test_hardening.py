@@ -352,9 +352,9 @@ def test_a_csv_with_a_header_and_no_rows_is_refused(tmp_path):
 
 
 def test_a_block_listing_a_variable_twice_is_refused(catalog):
-    twice = (Block("twice", ("log_mstar", "log_mstar"), kind="realnvp"),)
     with pytest.raises(ValueError, match=r"block 'twice' lists \['log_mstar'\] more than once"):
-        galppl.fit(twice, catalog, inputs="photometry", **SMALL)
+        galppl.fit((Block("twice", ("log_mstar", "log_mstar"), kind="realnvp"),), catalog, inputs="photometry",
+                   **SMALL)
 
 
 # ---------------------------------------------------------------- arguments

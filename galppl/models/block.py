@@ -196,6 +196,9 @@ class Block:
             raise ValueError(f"block {self.name!r}: kind {self.kind!r} is not one of {BLOCK_KINDS}")
         if not self.variables:
             raise ValueError(f"block {self.name!r} models no variables")
+        repeated = sorted({v for v in self.variables if self.variables.count(v) > 1})
+        if repeated:
+            raise ValueError(f"block {self.name!r} lists {repeated} more than once: name each variable once")
         if self.kind == "realnvp" and len(self.variables) < 2:
             raise ValueError(f"block {self.name!r}: a RealNVP block needs >= 2 variables, got {self.variables}")
         if self.kind in ("affine", "spline", "bernoulli") and len(self.variables) != 1:
