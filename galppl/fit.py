@@ -36,7 +36,7 @@ import xarray as xr
 
 from galppl.augment import band_to_feature_map, check_magnitude_errors, magnitude_errors, with_magnitude_noise
 from galppl.checkpoint import checkpoints, clear_checkpoints
-from galppl.config import CHAIN_TRAINING, FINE_TUNING, FitConfig
+from galppl.config import FINE_TUNING, FitConfig
 from galppl.data.files import read_json
 from galppl.data.schema import validate
 from galppl.ensemble import EnsemblePosterior
@@ -323,18 +323,7 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         loss = with_magnitude_noise(loss, chain, band_to_feature_map(feature_names), config.chain.mag_noise)
         train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
         val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
-    try:
-        history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress),
-                                desc=desc)
-    except ValueError as error:
-        # A step that blew the weights up surfaces at the next step as torch's complaint that a
-        # distribution's arguments hold NaN ("... but found invalid values"); say what happened.
-        finite = all(torch.isfinite(p).all() for p in chain.parameters())
-        if finite and "found invalid values" not in str(error):
-            raise
-        raise FloatingPointError(f"{desc}: training diverged: the loss went non-finite (the weights blew up) at "
-                                 f"lr={config.train.lr:g}; use a smaller learning rate (fit's default is "
-                                 f"{CHAIN_TRAINING.lr:g})") from error
+    history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress), desc=desc)
     calibration_set = val if calibration_set is None else calibration_set
     calibration = chain.calibrate(calibration_set.features, calibration_set.targets) if config.chain.calibrate else None
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),

@@ -328,6 +328,27 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                                       "modules": sorted(modules), "desc": desc})
     saved = checkpoint.load() if checkpoint is not None else None
 
+    def diverged_as_floating_point(function):
+        """``function`` (a step or an evaluation), with torch's complaint that a distribution's
+        arguments hold NaN (weights blown up by the step before: "... found invalid values")
+        turned into a FloatingPointError that says so, the best weights restored."""
+        def call(*args):
+            try:
+                return function(*args)
+            except ValueError as error:
+                finite = all(torch.isfinite(p).all() for m in modules.values() for p in m.parameters())
+                if finite and "found invalid values" not in str(error):
+                    raise
+                _restore(modules, best_state)
+                _set_mode(modules, False)
+                raise FloatingPointError(
+                    f"{desc + ': ' if desc else ''}training diverged: the loss went non-finite (the weights blew "
+                    f"up) at lr={config.lr:g}; use a smaller learning rate. The modules hold the best weights "
+                    "seen before.") from error
+        return call
+
+    step, evaluate = diverged_as_floating_point(step), diverged_as_floating_point(evaluate)
+
     def out_of_time() -> bool:
         # Decided together under torchrun: a process stopping alone would stall the others' all-reduce.
         spent = config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
