@@ -154,3 +154,17 @@ def test_round_trip(csv_path, tmp_path):
     back = load_catalog(save_catalog(ds, tmp_path / "t.nc"))
     for name in ds.data_vars:
         np.testing.assert_array_equal(back[name].values, ds[name].values, err_msg=name)
+
+
+def test_galppl_named_columns_are_read_after_the_sdss_names(tmp_path):
+    # A table in galppl's own names (e.g. the shared DR9 extract: mag_u..mag_z, redshift).
+    table = pd.DataFrame({"galaxy": [11, 12], "redshift": [0.05, 0.1], "log_mstar": [10.1, 10.9],
+                          **{f"mag_{b}": [18.0 + k, 0.0] for k, b in enumerate(BANDS)}})
+    table.to_csv(tmp_path / "own.csv", index=False)
+    catalog = load_sdss_table(tmp_path / "own.csv")
+    assert list(catalog["galaxy"].values) == [11, 12]
+    np.testing.assert_allclose(catalog["mag"].values[0], [18.0, 19.0, 20.0, 21.0, 22.0])
+    assert np.isnan(catalog["mag"].values[1]).all()  # 0 is a missing-value code, flagged
+    assert has_flag(catalog, "missing_mag").values.tolist() == [False, True]
+    np.testing.assert_allclose(catalog["log_mstar"].values, [10.1, 10.9])
+    np.testing.assert_allclose(catalog["z"].values, [0.05, 0.1])

@@ -30,17 +30,19 @@ from galppl.physics import MSIGMA_BETA, log_mbh_from_sigma
 # colours (Stoughton et al. 2002), which is what the models learn from.
 MAG_TYPES = ("modelMag", "cModelMag", "petroMag")
 
+# After SDSS's and MPA-JHU's names, galppl's own (a table a user wrote from a galppl catalog,
+# or the shared DR9 extract: mag_u..mag_z, redshift; its float-rounded ids repeat, so its rows are numbered).
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "galaxy": ("objID", "objid", "specObjID"),
+    "galaxy": ("objID", "objid", "specObjID", "galaxy"),
     "ra": ("ra",),
     "dec": ("dec",),
-    **{f"mag_{b}": tuple(f"{t}_{b}" for t in MAG_TYPES) for b in BANDS},
-    **{f"mag_err_{b}": tuple(f"{t}Err_{b}" for t in MAG_TYPES) for b in BANDS},
+    **{f"mag_{b}": (*(f"{t}_{b}" for t in MAG_TYPES), f"mag_{b}") for b in BANDS},
+    **{f"mag_err_{b}": (*(f"{t}Err_{b}" for t in MAG_TYPES), f"mag_err_{b}") for b in BANDS},
     **{f"extinction_{b}": (f"extinction_{b}",) for b in BANDS},
     "z": ("z", "redshift"),
-    "log_mstar": ("lgm_tot_p50",),
-    "log_sfr": ("sfr_tot_p50",),
-    "oh": ("oh_p50",),
+    "log_mstar": ("lgm_tot_p50", "log_mstar"),
+    "log_sfr": ("sfr_tot_p50", "log_sfr"),
+    "oh": ("oh_p50", "oh"),
     "sigma": ("v_disp", "sigma", "velDisp"),
     "sigma_err": ("v_disp_err", "sigma_err", "velDispErr"),
     "flux_halpha": ("h_alpha_flux",),
