@@ -10,7 +10,7 @@ baselines, NLL and coverage use a Gaussian whose width is the RMS residual on th
 validation set (homoscedastic), the fairest uncertainty they offer.
 
 Prints R^2, RMSE, NMAD and outlier rate of dz/(1+z), NLL per galaxy, 68%/95% coverage,
-fit wall time and posterior draws/s; writes a text table and a CSV to --out. With
+galppl's mean PIT, fit wall time and posterior draws/s; writes a text table and a CSV to --out. With
 ``--repeats N`` galppl's chain and the MLP are refitted N - 1 more times with other seeds
 (same split, same frozen VAE, same test galaxies) and the mean and standard deviation of
 their R^2 and galppl's coverage are printed: a single fit's O/H R^2 on ~570 test galaxies
@@ -74,6 +74,8 @@ def galppl_scores(posterior, draws: dict, test, test_ok) -> dict:
             nll = np.array([-stats.gaussian_kde(d[:, g]).logpdf(truth[g])[0] if np.isfinite(truth[g]) else np.nan
                             for g in range(d.shape[1])])
         out[name] = scores(name, truth, d.mean(0), *q, nll)
+        labelled = np.isfinite(truth)
+        out[name]["pit"] = float(np.mean((d[:, labelled] < truth[labelled]).mean(0)))
     return out
 
 
@@ -192,13 +194,16 @@ def main() -> None:
         for label, per_run in runs.items():
             for name in PARAMS:
                 cells = []
-                for key in ("r2", "cov68", "cov95") if label == "galppl props" else ("r2",):
+                for key in ("r2", "cov68", "cov95", "pit") if label == "galppl props" else ("r2",):
                     v = np.array([run[name][key] for run in per_run])
                     cells.append(f"{key} {v.mean():.3f} +- {v.std(ddof=1):.3f} [{v.min():.3f}, {v.max():.3f}]")
                 lines.append(f"{label:<16}{name:<11}" + "; ".join(cells))
     mean_r2 = {label: {p: np.mean([run[p]["r2"] for run in per_run]) for p in PARAMS} for label, per_run in runs.items()}
     beats = all(mean_r2["galppl props"][p] > max(mean_r2["MLP"][p], results["kNN (k=10)"][p]["r2"]) for p in PARAMS)
     lines.append(f"galppl beats MLP and kNN on R^2 for every parameter{' (means over the fits)' if args.repeats > 1 else ''}: {beats}")
+    pits = np.array([[run[p]["pit"] for p in PARAMS] for run in runs["galppl props"]])
+    lines.append(f"galppl mean PIT (1/2 when calibrated), worst |PIT - 1/2| over parameters and fits: "
+                 f"{np.abs(pits - 0.5).max():.3f}")
     others = [label for label in results if label != "galppl props"]
     worse = [p for p in PARAMS if results["galppl props"][p]["nll"] >= min(results[o][p]["nll"] for o in others)]
     lines.append(f"galppl's NLL the lowest of all models for every parameter (seed {args.seed}): {not worse}"

@@ -345,3 +345,24 @@ def test_calibration_moves_an_off_centre_block_back(fitted):
     with_shift = chain.log_prob(x, moved)["core"].mean()
     chain.shift_core.zero_()
     assert with_shift > chain.log_prob(x, moved)["core"].mean()
+
+
+def mean_pit(chain, x, core):
+    return (chain.sample(x, 400)["core"] < core).float().mean(0).mean(0)
+
+
+def test_calibration_centres_the_pit_where_the_likelihood_shift_does_not(fitted):
+    """Only the galaxies with sharp posteriors are off-centre (by about their residual width):
+    the likelihood's shift, which weighs them most, over-corrects the others, so the PIT
+    would be off-centre on average; the centring puts the mean PIT of every variable at 1/2."""
+    chain, x, targets = fitted
+    chain = copy.deepcopy(chain)
+    sharp = (x[:, 1] < 0).unsqueeze(-1)  # the toy's residual width grows with x[:, 1]
+    width = 0.3 * torch.tensor([1.0, 1.0, 0.05])  # about the sharp galaxies' residual sd
+    moved = dict(targets, core=targets["core"] + torch.where(sharp, width, 0.0))
+    calibration = chain.calibrate(x, moved)["core"]
+    centred = mean_pit(chain, x, moved["core"])
+    torch.testing.assert_close(centred, torch.full((3,), 0.5), atol=0.015, rtol=0)
+    chain.shift_core -= torch.tensor(calibration["centring"])
+    uncentred = mean_pit(chain, x, moved["core"])
+    assert (uncentred[:2] - 0.5).abs().min() > 0.02, uncentred
