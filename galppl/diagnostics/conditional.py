@@ -88,8 +88,9 @@ def binned_calibration(
         ``sqrt(level (1 - level) / count)`` of a calibrated posterior), ``deviation``
         (``(coverage - level) / stderr``; < 0 over-confident), ``pit_mean`` (0.5 calibrated,
         above: the posterior sits below the truth), ``pit_mean_stderr`` (``1 / sqrt(12 count)``),
-        ``pit_ks_pvalue``; coords ``bin_low`` and ``bin_high`` (by, bin) in the conditioning
-        variable's units, NaN for a bin the variable's few distinct values leave empty;
+        ``pit_ks_pvalue``; coords ``bin_low`` and ``bin_high`` (parameter, by, bin) in the
+        conditioning variable's units (its quantiles among the galaxies with that parameter's
+        truth), NaN for a bin the variable's few distinct values leave empty;
         ``n_without_by`` (by,): galaxies left out for a NaN conditioning value.
     """
     if int(bins) < 1:
@@ -102,17 +103,22 @@ def binned_calibration(
     cov = np.full(shape, np.nan)
     pit_mean = np.full(count.shape, np.nan)
     pit_p = np.full(count.shape, np.nan)
-    low = np.full((len(labels), int(bins)), np.nan)
+    low = np.full(count.shape, np.nan)
     high = np.full_like(low, np.nan)
     missing = np.zeros(len(labels), dtype=int)
     for j, label in enumerate(labels):
         values = conditions[label].values.astype(float)
-        edges = bin_edges(values, int(bins), f"the conditioning variable {label!r}")
-        idx = bin_index(values, edges)
-        n_bins = edges.size - 1
-        low[j, :n_bins], high[j, :n_bins] = edges[:-1], edges[1:]
-        missing[j] = int((idx < 0).sum())
+        bin_edges(values, int(bins), f"the conditioning variable {label!r}")  # raises when it has no finite value
+        missing[j] = int(np.isnan(values).sum())
         for i, name in enumerate(names):
+            # Quantiles among the galaxies with this parameter's truth: O/H, measured on a fifth
+            # of the galaxies (mostly low-mass ones), gets four filled bins of stellar mass too.
+            has_truth = np.isfinite(pit_ds[name].values) & np.isfinite(values)
+            if not has_truth.any():
+                continue
+            edges = bin_edges(values[has_truth], int(bins), f"the conditioning variable {label!r}")
+            idx = bin_index(values, edges)
+            low[i, j, : edges.size - 1], high[i, j, : edges.size - 1] = edges[:-1], edges[1:]
             row = binned_calibration_values(pit_ds[name].values, hits.sel(parameter=name).values, idx, int(bins))
             count[i, j], cov[i, :, j] = row["count"], row["coverage"]
             pit_mean[i, j], pit_p[i, j] = row["pit_mean"], row["pit_ks_pvalue"]
@@ -137,8 +143,8 @@ def binned_calibration(
             "level": levels,
             "by": labels,
             "bin": np.arange(int(bins)),
-            "bin_low": (("by", "bin"), low),
-            "bin_high": (("by", "bin"), high),
+            "bin_low": (("parameter", "by", "bin"), low),
+            "bin_high": (("parameter", "by", "bin"), high),
         },
         attrs={"label": pit_ds.attrs.get("label", "PIT")},
     )

@@ -7,7 +7,8 @@ Goals (thresholds are the module constants below):
 - ``pit_mean``: per parameter, ``|mean PIT - 0.5| <= GOAL_PIT_MEAN_TOLERANCE`` (`pit_uniformity`);
 - ``coverage_per_bin``: per parameter, ``|coverage - level| <= GOAL_COVERAGE_TOLERANCE`` for the
   `GOAL_COVERAGE_LEVELS` central intervals in every quartile bin of r magnitude, redshift and
-  stellar mass (`conditional_calibration`); the statistic is the worst bin's offset;
+  stellar mass among the galaxies with that parameter's truth (`conditional_calibration`);
+  the statistic is the worst bin's offset;
 - ``tarp_atc``: ``|ATC| <= GOAL_TARP_ATC_TOLERANCE`` of the joint TARP test (`tarp`) over the
   parameters with a truth for most galaxies (`tarp_parameters`).
 

@@ -221,7 +221,7 @@ def report(
             w.add()
             rows = []
             for p in d["parameter"].values:
-                for b in np.flatnonzero(np.isfinite(d["bin_low"].values)):
+                for b in np.flatnonzero(np.isfinite(d["bin_low"].sel(parameter=p).values)):
                     c = d.sel(parameter=p).isel(bin=b)
                     row = [str(p), f"{c['bin_low'].item():.4g} to {c['bin_high'].item():.4g}", c["count"].item()]
                     for lev in (0.68, 0.95):

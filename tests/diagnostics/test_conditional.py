@@ -25,9 +25,11 @@ def test_calibrated_posterior_passes_every_bin(calibrated):
     assert (np.abs(ds["pit_mean"] - 0.5) < 3.5 * ds["pit_mean_stderr"]).all()
     assert (ds["pit_ks_pvalue"] > 1e-3).all()
     np.testing.assert_allclose(ds["stderr"].sel(level=0.68), np.sqrt(0.68 * 0.32 / ds["count"]))
-    # r bins are the quartiles of the catalog's r magnitude.
+    # r bins are the quartiles of the catalog's r magnitude among each parameter's galaxies with a truth.
     r = calibrated.constant_data["mag"].sel(band="r").values
-    np.testing.assert_allclose(ds["bin_low"].sel(by="r"), np.quantile(r, [0, 0.25, 0.5, 0.75]))
+    for name in ds["parameter"].values:
+        truth = np.isfinite(calibrated.observed_data[name].values)
+        np.testing.assert_allclose(ds["bin_low"].sel(by="r", parameter=name), np.quantile(r[truth], [0, 0.25, 0.5, 0.75]))
 
 
 def test_overconfident_faint_galaxies_fail_exactly_the_faint_bin():
@@ -53,7 +55,7 @@ def test_conditioning_on_the_truth_is_not_calibration():
     assert on_truth[0] < 0.42 and on_truth[-1] > 0.58, on_truth.values
     # The truth bins' edges are the quartiles of the true z.
     np.testing.assert_allclose(
-        conditional_calibration(idata, {"z": "z"}, var_names="z", condition_on="truth")["bin_high"].sel(by="z")[:3],
+        conditional_calibration(idata, {"z": "z"}, var_names="z", condition_on="truth")["bin_high"].sel(by="z", parameter="z")[:3],
         np.quantile(idata.observed_data["z"], [0.25, 0.5, 0.75]),
     )
 
@@ -79,7 +81,7 @@ def test_xarray_layer_with_a_discrete_condition_and_missing_values():
     # Two distinct values give two bins; the other two stay empty (NaN edges, count 0).
     np.testing.assert_array_equal(ds["count"].sel(parameter="x", by="flag"), [2, 3, 0, 0])
     np.testing.assert_allclose(ds["coverage"].sel(parameter="x", by="flag", level=0.5), [1.0, 1 / 3, np.nan, np.nan])
-    assert np.isnan(ds["bin_low"].sel(by="flag")[2:]).all()
+    assert np.isnan(ds["bin_low"].sel(by="flag", parameter="x")[2:]).all()
 
 
 def test_absent_condition_names_it_and_what_is_available():
@@ -120,3 +122,16 @@ def test_plot_has_a_panel_per_condition_and_level(calibrated):
     np.testing.assert_allclose(curves[1].get_ydata(), ds["coverage"].sel(parameter="z", by="r", level=0.68))
     assert any(np.allclose(line.get_ydata(), 0.68) for line in axes[0].get_lines())  # the nominal line
     assert "posterior median" in fig._suptitle.get_text()
+
+
+def test_each_parameter_is_binned_on_the_quantiles_of_its_own_galaxies():
+    # O/H-like: a truth only for the faint half in r. Its four bins split that half, not the catalog.
+    r = np.linspace(14.0, 18.0, 400)
+    pit_ds = xr.Dataset({"all": ("galaxy", np.full(400, 0.5)), "faint": ("galaxy", np.where(r > 16, 0.5, np.nan))})
+    hits = xr.DataArray(np.ones((2, 1, 400)), dims=("parameter", "level", "galaxy"),
+                        coords={"parameter": ["all", "faint"], "level": [0.68]})
+    hits[1, 0, r <= 16] = np.nan
+    ds = binned_calibration(pit_ds, hits, xr.Dataset({"r": ("galaxy", r)}), bins=4)
+    np.testing.assert_array_equal(ds["count"].sel(by="r", parameter="all"), [100, 100, 100, 100])
+    np.testing.assert_array_equal(ds["count"].sel(by="r", parameter="faint"), [50, 50, 50, 50])
+    np.testing.assert_allclose(ds["bin_low"].sel(by="r", parameter="faint"), np.quantile(r[r > 16], [0, 0.25, 0.5, 0.75]))
