@@ -261,8 +261,8 @@ class GalaxyPosterior:
         were are named in a warning (a ValueError when no variable has enough galaxies). Give
         galaxies the model was not trained on (a real validation set), never the ones you test
         on. Returns block name -> ``{"shift": [...] (standardised units), "temperature": [...],
-        "centring": [...], "method": ..., "variables": [...]}``, and appends it, with the number of galaxies used,
-        the number left out as out-of-distribution and the catalog's ``source``, to
+        "centring": [...], "method": ..., "variables": [...]}``, and appends it, with the number
+        of galaxies used, the number left out as out-of-distribution and the catalog's ``source``, to
         ``history["recalibrations"]`` (``history["calibration"]`` keeps the fit's).
         """
         validate(data)
