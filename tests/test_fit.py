@@ -1,6 +1,7 @@
 """galppl.fit / predict / save / load on small mock catalogs."""
 
 import json
+import re
 
 import arviz as az
 import numpy as np
@@ -11,6 +12,7 @@ import xarray as xr
 import galppl
 from galppl.data import simulate
 from galppl.fit import FitConfig, default_catalog, split_galaxies
+from galppl.models.calibration import OUTLIER_BUFFERS
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
 
@@ -164,7 +166,7 @@ def test_load_errors(tmp_path):
 def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
     path = posterior.save(tmp_path / "model")
     saved = json.loads((path / "config.json").read_text())
-    assert saved["galppl_version"] == galppl.__version__ == "0.3.0"
+    assert saved["galppl_version"] == galppl.__version__ == "0.4.0"
     assert saved["config"] == posterior.config.to_dict()
     assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
     loaded = galppl.load(path)
@@ -185,12 +187,32 @@ def test_a_model_saved_by_0_2_0_is_refused_naming_both_versions(tmp_path, poster
            "feature_names": posterior.feature_names, "blocks": [b.to_dict() for b in posterior.chain.blocks],
            "chain_options": {"hidden_dim": 32, "dropout": 0.2}, "config": flat, "history": {}, "split": {}}
     (path / "config.json").write_text(json.dumps(old))
-    with pytest.raises(ValueError, match=r"saved by galppl 0\.2\.0, this is galppl 0\.3\.0.*refit"):
+    with pytest.raises(ValueError, match=rf"saved by galppl 0\.2\.0, this is galppl {re.escape(galppl.__version__)}.*refit"):
         galppl.load(path)
     old["galppl_version"] = "9.0.0"  # newer than this galppl: refused too
     (path / "config.json").write_text(json.dumps(old))
-    with pytest.raises(ValueError, match=r"saved by galppl 9\.0\.0, this is galppl 0\.3\.0"):
+    with pytest.raises(ValueError, match=rf"saved by galppl 9\.0\.0, this is galppl {re.escape(galppl.__version__)}"):
         galppl.load(path)
+
+
+def test_a_model_saved_by_0_3_0_loads_without_an_outlier_share_and_predicts_as_it_did(tmp_path, catalog, posterior):
+    """galppl 0.3.0 saved no outlier calibration buffers: such a model loads with none (the
+    plain flow, exactly the distribution it had) and draws what it drew."""
+    path = posterior.save(tmp_path / "model")
+    state = torch.load(path / "chain.pt", weights_only=True)
+    removed = [name for name in state if name.startswith(OUTLIER_BUFFERS)]
+    assert removed
+    torch.save({k: v for k, v in state.items() if k not in removed}, path / "chain.pt")
+    config = json.loads((path / "config.json").read_text())
+    config["galppl_version"] = "0.3.0"
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = galppl.load(path)
+    for name in removed:
+        default = 0.0 if name.startswith("outlier_fraction_") else 1.0
+        assert torch.equal(loaded.chain.state_dict()[name], torch.full_like(state[name], default)), name
+    test = catalog.sel(galaxy=posterior.split["test"][:20])
+    np.testing.assert_array_equal(loaded.sample(test, num_samples=30, seed=1)["z"],
+                                  posterior.sample(test, num_samples=30, seed=1)["z"])
 
 
 def test_load_refuses_weights_that_do_not_fit_at_this_version(tmp_path, posterior):
@@ -198,7 +220,7 @@ def test_load_refuses_weights_that_do_not_fit_at_this_version(tmp_path, posterio
     config = json.loads((path / "config.json").read_text())
     config["config"]["chain"]["hidden_dim"] = 64
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"chain\.pt.*saved by galppl 0\.3\.0.*weights do not fit"):
+    with pytest.raises(ValueError, match=rf"chain\.pt.*saved by galppl {re.escape(galppl.__version__)}.*weights do not fit"):
         galppl.load(path)
 
 

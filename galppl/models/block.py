@@ -1,7 +1,7 @@
 """A link of the chain (:class:`Block`) and the transforms that put a block's flow into
 catalog units.
 
-A continuous block's distribution is one Pyro ``ConditionalTransformedDistribution``
+A continuous block's distribution is one Pyro ``TransformedDistribution``
 (built by :meth:`galppl.models.chain.ChainModel.block_distribution`)::
 
     N(0, I) -> the block's conditional flow (context: h, or an embedding of h and the parents)
@@ -12,16 +12,23 @@ A continuous block's distribution is one Pyro ``ConditionalTransformedDistributi
                                                         variable's physical support
 
 so ``log_prob`` in catalog units carries every Jacobian itself, and no draw can leave the
-supports declared in :data:`galppl.data.schema.TARGETS`, whatever the inputs.
+supports declared in :data:`galppl.data.schema.TARGETS`, whatever the inputs. Where a
+recalibration gave some variables an outlier share (:class:`Calibration`), the block's
+distribution is an :class:`OutlierMixture` of such distributions that differ only in which
+residuals are widened.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
+from pyro.distributions import TorchDistribution, TransformedDistribution
 from torch import Tensor
-from torch.distributions import Transform, constraints
+from torch.distributions import ComposeTransform, Transform, constraints
 from torch.distributions.transforms import identity_transform
 
 from galppl.data.schema import support
@@ -130,12 +137,12 @@ def block_support(block: Block) -> tuple[Tensor, Tensor]:
 
 
 class TemperedShift(Transform):
-    """``y = mean + shift + exp(log_temperature) * x`` over the last axis: a block's residual
-    put around its mean, moved by its calibration shift and widened by its temperature
-    (:meth:`ChainModel.calibrate`).
+    """``y = mean + shift + exp(log_temperature + log_widening) * x`` over the last axis: a
+    block's residual put around its mean, moved by its calibration shift and widened by its
+    temperature (and, for the outlier component of an :class:`OutlierMixture`, by its widening).
 
-    ``shift`` and ``log_temperature`` (dim,) are read at every call and nothing is cached, so
-    recalibration can optimise them in place on one conditioned distribution.
+    ``shift``, ``log_temperature`` and ``log_widening`` are (dim,) tensors (``log_widening``
+    may be a number); nothing is cached.
     """
 
     domain = constraints.independent(constraints.real, 1)
@@ -143,20 +150,118 @@ class TemperedShift(Transform):
     bijective = True
     sign = +1
 
-    def __init__(self, mean: Tensor, shift: Tensor, log_temperature: Tensor):
+    def __init__(self, mean: Tensor, shift: Tensor, log_temperature: Tensor, log_widening: Tensor | float = 0.0):
         super().__init__(cache_size=0)
         self.mean = mean
         self.shift = shift
         self.log_temperature = log_temperature
+        self.log_widening = log_widening
+
+    def _log_scale(self) -> Tensor:
+        return self.log_temperature + self.log_widening
 
     def _call(self, x: Tensor) -> Tensor:
-        return self.mean + self.shift + torch.exp(self.log_temperature) * x
+        return self.mean + self.shift + torch.exp(self._log_scale()) * x
 
     def _inverse(self, y: Tensor) -> Tensor:
-        return (y - self.mean - self.shift) / torch.exp(self.log_temperature)
+        return (y - self.mean - self.shift) / torch.exp(self._log_scale())
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.log_temperature.sum().expand(torch.broadcast_shapes(x.shape, y.shape)[:-1])
+        return self._log_scale().sum().expand(torch.broadcast_shapes(x.shape, y.shape)[:-1])
+
+
+class Calibration(NamedTuple):
+    """A continuous block's post-hoc calibration, each entry (block dim,), standardised units:
+
+    ``shift`` and ``log_temperature`` move and widen the residual (:class:`TemperedShift`);
+    each variable of a draw is, with probability ``sigmoid(outlier_logit)`` (none by default:
+    ``-inf``), an outlier, its residual widened further by ``exp(log_widening)``
+    (:class:`OutlierMixture`): where real galaxies' residuals are more peaked with heavier
+    tails than the model's (blends and bad photometry that the training sky lacks), one
+    temperature cannot fit the core and the tails together.
+    """
+
+    shift: Tensor
+    log_temperature: Tensor
+    log_widening: Tensor | float = 0.0
+    outlier_logit: Tensor | float = -math.inf
+
+    def outlier_variables(self) -> list[int]:
+        """The variables with an outlier share (the others' distribution is the plain one)."""
+        logit = torch.as_tensor(self.outlier_logit).detach().expand(self.shift.shape)
+        return torch.isfinite(logit).nonzero().flatten().tolist()
+
+
+class OutlierMixture(TorchDistribution):
+    """A block's distribution whose variables are each, independently with probability
+    ``p_j = sigmoid(outlier_logit_j)``, widened by ``exp(log_widening_j)``: the mixture over
+    the ``2^k`` patterns of outliers among the ``k`` variables that have a share, each pattern
+    the block's flow with those residuals widened, so the flow's dependence between the
+    variables is kept in every pattern. Exact in ``log_prob`` (``2^k`` flow evaluations) and in
+    sampling: a draw is the plain draw with each chosen variable moved by ``widen`` (the map
+    from the plain catalog values to the widened ones through their shared residual; every map
+    after the flow is elementwise, so no second pass through the flow).
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, patterns: dict[tuple[int, ...], object], widen: Transform, outlier_logit: Tensor):
+        # patterns: the outlier variables of each pattern -> that pattern's distribution; () is the plain one.
+        self.patterns, self.widen = patterns, widen
+        self.outlier_logit = torch.as_tensor(outlier_logit)
+        plain = patterns[()]
+        super().__init__(plain.batch_shape, plain.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.patterns[()].support
+
+    def expand(self, batch_shape, _instance=None):
+        return OutlierMixture({k: d.expand(batch_shape) for k, d in self.patterns.items()}, self.widen,
+                              self.outlier_logit)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        active = max(self.patterns, key=len)
+        log_p = torch.nn.functional.logsigmoid(self.outlier_logit)
+        log_q = torch.nn.functional.logsigmoid(-self.outlier_logit)
+        terms = [distribution.log_prob(value) + sum(log_p[j] if j in pattern else log_q[j] for j in active)
+                 for pattern, distribution in self.patterns.items()]
+        return torch.logsumexp(torch.stack(terms), 0)
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        plain = self.patterns[()].rsample(sample_shape)
+        chosen = torch.rand(plain.shape, device=plain.device) < torch.sigmoid(self.outlier_logit)
+        return torch.where(chosen, self.widen(plain), plain)
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+
+def calibrated(flow, mean: Tensor, calibration: Calibration, catalog_transforms: list[Transform]):
+    """A block's distribution in catalog units: its conditioned ``flow`` (a Pyro
+    ``TransformedDistribution`` over the residual) followed by :class:`TemperedShift` around
+    ``mean`` and ``catalog_transforms``; an :class:`OutlierMixture` where the calibration gives
+    some variables an outlier share (its patterns share the conditioned flow: the networks run
+    once)."""
+    shift, log_temperature, log_widening = calibration[:3]
+
+    def pattern(widened):
+        mask = torch.zeros_like(shift)
+        mask[list(widened)] = 1.0
+        outputs = [TemperedShift(mean, shift, log_temperature, mask * log_widening), *catalog_transforms]
+        return outputs, TransformedDistribution(flow.base_dist, [*flow.transforms, *outputs])
+
+    active = calibration.outlier_variables()
+    if not active:
+        return pattern(())[1]
+    patterns = {}
+    for pick in itertools.product((False, True), repeat=len(active)):
+        widened = tuple(j for j, chosen in zip(active, pick) if chosen)
+        patterns[widened] = pattern(widened)[1]
+    widen = ComposeTransform([ComposeTransform(pattern(())[0]).inv, *pattern(active)[0]])
+    return OutlierMixture(patterns, widen, calibration.outlier_logit)
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,10 @@ from galppl.models.block import (
     BLOCK_KINDS,
     VALUE_TRANSFORMS,
     Block,
+    Calibration,
     SaturatingBoundsTransform,
-    TemperedShift,
     block_support,
+    calibrated,
     check_blocks,
 )
 from galppl.models.calibration import recalibrate_blocks
@@ -136,9 +137,12 @@ class ChainModel(nn.Module):
         for block in self.blocks:
             self.register_buffer(f"loc_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"scale_{block.name}", torch.ones(block.dim))
-            # Post-hoc calibration (:meth:`calibrate`): the residual's location and spread per variable.
+            # Post-hoc calibration (:meth:`calibrate`): the residual's location and spread per
+            # variable, and the share of outlier draws and their extra widening (none: exactly the flow).
             self.register_buffer(f"shift_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"temperature_{block.name}", torch.ones(block.dim))
+            self.register_buffer(f"outlier_fraction_{block.name}", torch.zeros(block.dim))
+            self.register_buffer(f"outlier_widening_{block.name}", torch.ones(block.dim))
             # Physical supports (lower, upper) from the schema: not saved, so a model saved
             # before they existed loads, and one saved with them follows the schema it runs with.
             self.register_buffer(f"support_{block.name}", torch.stack(block_support(block)).float(), persistent=False)
@@ -222,22 +226,37 @@ class ChainModel(nn.Module):
             raise ValueError(f"features are NaN/inf for galaxy rows {bad}: flag such galaxies before the model")
         return self.representation((features - self.feature_loc) / self.feature_scale)
 
+    def calibration(self, block: Block) -> Calibration:
+        """A continuous block's calibration as its buffers hold it."""
+        return Calibration(getattr(self, f"shift_{block.name}"), getattr(self, f"temperature_{block.name}").log(),
+                           getattr(self, f"outlier_widening_{block.name}").log(),
+                           torch.logit(getattr(self, f"outlier_fraction_{block.name}")))
+
     def block_distribution(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor],
-                           calibration: tuple[torch.Tensor, torch.Tensor] | None = None):
+                           calibration: Calibration | tuple | None = None):
         """The distribution of a block's catalog values given h (galaxy, hidden_dim) and its
         parents' standardised values ((*draws, galaxy, dim) each).
 
         Continuous: the block's flow conditioned on h (no parents) or on an embedding of h
         and the softly bounded parent values, then
         :class:`~galppl.models.block.TemperedShift` around the mean head, then
-        :meth:`catalog_transforms`; ``calibration`` = (shift, log temperature), each (block dim,),
-        replaces the calibrated ones. Bernoulli: the logistic head.
+        :meth:`catalog_transforms` (:func:`~galppl.models.block.calibrated`: a mixture over
+        the patterns of outliers where the calibration has an outlier share); ``calibration`` (a
+        :class:`~galppl.models.block.Calibration`, or the tuple of its first entries)
+        replaces the block's own. Bernoulli: the logistic head.
         """
         return self._distribution(block, self.heads[block.name](h), h, parents, calibration)
 
     def _distribution(self, block, head, h, parents, calibration=None):
         if block.kind == "bernoulli":
             return dist.Bernoulli(logits=head["logits"]).to_event(1)
+        calibration = self.calibration(block) if calibration is None else Calibration(*calibration)
+        return calibrated(self.conditioned_flow(block, h, parents), head["mean"], calibration,
+                          self.catalog_transforms(block))
+
+    def conditioned_flow(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor]):
+        """A continuous block's flow (its residual in standardised units, before the mean and
+        the calibration) conditioned on h, or on an embedding of h and the parents' values."""
         if block.parents:
             embed = self.embeds[block.name](h)
             # Standardised parent values are softly bounded to +-PARENT_BOUND: a draw far in a
@@ -249,10 +268,7 @@ class ChainModel(nn.Module):
             )
         else:
             context = h
-        if calibration is None:
-            calibration = getattr(self, f"shift_{block.name}"), getattr(self, f"temperature_{block.name}").log()
-        residual_to_catalog = [TemperedShift(head["mean"], *calibration), *self.catalog_transforms(block)]
-        return self.flows[block.name].conditional(*residual_to_catalog).condition(context)
+        return self.flows[block.name](context)
 
     def _observed_or_drawn(self, block: Block, distribution, observed: torch.Tensor, num_draws: int | None = None):
         """A block's observed standardised values with the missing (NaN) ones replaced by draws
@@ -359,12 +375,13 @@ class ChainModel(nn.Module):
         return sample_chain(self, features, num_draws)
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
-                  max_galaxies: int = 2048, max_iter: int = 50) -> dict[str, dict]:
-        """Recalibrate each continuous block's location and spread on held-out galaxies
-        (catalog units); block name -> {"shift": [...], "temperature": [...]}. See
+                  max_galaxies: int = 2048, max_iter: int = 50, outliers: bool = False) -> dict[str, dict]:
+        """Recalibrate each continuous block's location and spread (with ``outliers``, also an
+        outlier share and widening per variable) on held-out galaxies (catalog units); block
+        name -> {"shift": [...], "temperature": [...], ...}. See
         :func:`galppl.models.calibration.recalibrate_blocks`."""
         return recalibrate_blocks(self, features, targets, parent_draws=parent_draws,
-                                  max_galaxies=max_galaxies, max_iter=max_iter)
+                                  max_galaxies=max_galaxies, max_iter=max_iter, outliers=outliers)
 
     def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
                  num_draws: int = 64) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from galppl.models.calibration import CALIBRATION_BUFFERS
 from galppl.models.chain import Block, ChainModel, check_blocks
 from galppl.models.props import props_blocks
 from galppl.train import TrainConfig, train_svi
@@ -314,7 +315,7 @@ def test_calibration_widens_an_over_confident_block_and_keeps_the_weights():
     x, targets = toy_data(n=1000)
     chain = small_chain()
     chain.set_standardisation(x, targets)
-    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith(("temperature_", "shift_"))}
+    weights = {k: v.clone() for k, v in chain.state_dict().items() if not k.startswith(CALIBRATION_BUFFERS)}
     nll_before = -chain.log_prob(x, targets)["core"].mean()
     temperatures = {name: c["temperature"] for name, c in chain.calibrate(x, targets).items()}
     nll_after = -chain.log_prob(x, targets)["core"].mean()
