@@ -263,8 +263,8 @@ class GalaxyPosterior:
         (:class:`~galppl.models.block.OutlierMixture`): a real sky has blends and bad photometry
         that the training sky lacks, so its residuals are more peaked with heavier tails than
         the model's, and one temperature cannot fit both (on DR9, 500 galaxies, a mock-trained
-        model: 68% coverage of z 0.71-0.76 with one temperature, 0.63-0.68 with the outlier
-        share; log M* 0.72-0.82 and 0.67-0.71). Variables left as they
+        model, ``benchmarks/table1.py``: 68% coverage of z 0.736 with one temperature, 0.650
+        with the outlier share; log M* 0.767 and 0.685). Variables left as they
         were are named in a warning (a ValueError when no variable has enough galaxies). Give
         galaxies the model was not trained on (a real validation set), never the ones you test
         on. Returns block name -> ``{"shift": [...] (standardised units), "temperature": [...],
