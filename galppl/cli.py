@@ -1,4 +1,4 @@
-"""Command line: ``galppl fit``, ``predict``, ``diagnose``, ``simulate`` and ``run`` (the main job).
+"""Command line: ``galppl fit``, ``predict``, ``recalibrate``, ``diagnose``, ``simulate`` and ``run`` (the main job).
 
 ``galppl fit CATALOG [--cutouts DIR] [--config fit.toml] --out MODEL`` fits a model on your
 own catalog (a galppl catalog, or an SDSS-style table: CSV, FITS, parquet; FITS cutouts named
@@ -6,7 +6,9 @@ by galaxy id join it for image inputs). ``galppl predict MODEL CATALOG OUT`` wri
 posterior summaries of a catalog of any size to a zarr store (OUT ending in ``.zarr``,
 through :func:`galppl.scale.predict_catalog`; a killed run resumes when called again) or
 the draws as an InferenceData netCDF (OUT ending in ``.nc``, for catalogs that fit in
-memory). ``galppl diagnose POSTERIOR`` prints the accuracy, coverage and detectability of an
+memory). ``galppl recalibrate MODEL CATALOG --out NEW`` refits a saved model's calibration
+on labelled held-out galaxies of another sky (:meth:`~galppl.posterior.GalaxyPosterior.recalibrate`)
+and saves the result as a new model. ``galppl diagnose POSTERIOR`` prints the accuracy, coverage and detectability of an
 InferenceData netCDF whose catalog had true values, and writes figures and the report.
 ``galppl simulate N OUT`` writes a mock catalog. ``galppl run`` simulates the embedded mock
 sky, fits the VAE and the chosen chain model on a
@@ -251,6 +253,43 @@ def _fit(args, config) -> int:
     return 0
 
 
+def _recalibrate(args, posterior) -> int:
+    import warnings
+
+    from galppl.data.io import read_catalog
+
+    catalog = read_catalog(args.catalog)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        calibration = posterior.recalibrate(catalog, outliers=not args.one_temperature)
+    for warning in caught:
+        print(f"note: {warning.message}")
+    record = posterior.history["recalibrations"][-1]
+    print(f"recalibrated on {record['n_galaxies']} galaxies of {args.catalog} "
+          f"({record['n_out_of_distribution_left_out']} left out as out-of-distribution)")
+    for name, block in calibration.items():
+        if block["method"] == "unchanged":
+            continue
+        for variable in block["variables"]:
+            j = posterior.chain.blocks[[b.name for b in posterior.chain.blocks].index(name)].variables.index(variable)
+            print(f"  {variable}: temperature {block['temperature'][j]:.3f}, outlier share "
+                  f"{block['outlier_fraction'][j]:.3f} widened {block['outlier_widening'][j]:.2f} times "
+                  f"({block['method']})")
+    print(f"wrote {posterior.save(args.out)}/")
+    return 0
+
+
+def _check_recalibrate(args):
+    import galppl
+
+    _existing(args.model_dir, "model")
+    _existing(args.catalog, "catalog")
+    _writable(args.out, "out", folder=True)
+    if Path(args.out).resolve() == Path(args.model_dir).resolve():
+        raise ValueError(f"out {args.out!r} is the model's own folder: write the recalibrated model to a new one")
+    return galppl.load(args.model_dir)
+
+
 def _simulate(args, _) -> int:
     from galppl.data import save_catalog, simulate
 
@@ -403,6 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--seed", type=_integer(0), default=0)
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(check=_check_predict, func=_predict)
+
+    recalibrate = sub.add_parser("recalibrate",
+                                 help="refit a saved model's calibration on labelled galaxies of another sky")
+    recalibrate.add_argument("model_dir", help="a folder written by galppl fit or galppl run (model/)")
+    recalibrate.add_argument("catalog", help="held-out labelled galaxies (any subset of the model's variables), "
+                                             "in any format galppl fit reads; never the ones you test on")
+    recalibrate.add_argument("--out", required=True, help="folder to write the recalibrated model to (new or empty)")
+    recalibrate.add_argument("--one-temperature", action="store_true",
+                             help="a shift and temperature per variable only, no outlier share")
+    recalibrate.set_defaults(check=_check_recalibrate, func=_recalibrate)
 
     diagnose = sub.add_parser("diagnose", help="accuracy, coverage, figures and report of a posterior with true values")
     diagnose.add_argument("posterior",

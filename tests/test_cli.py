@@ -72,6 +72,9 @@ def fails_at_once(argv, capsys, monkeypatch, message):
         (["fit", "sky.csv", "--out", "model", "--cutouts", "absent"], "--cutouts 'absent': no such folder"),
         (["fit", "sky.csv", "--out", "full", "--inputs", "photometry"], "--out 'full' exists and is not empty"),
         (["fit", "sky.csv", "--out", "m", "--config", "absent.toml"], "--config 'absent.toml': no such file"),
+        (["recalibrate", "absent_model", "sky.nc", "--out", "new"], "model 'absent_model': no such file or folder"),
+        (["recalibrate", "sky.nc", "absent.nc", "--out", "new"], "catalog 'absent.nc': no such file or folder"),
+        (["recalibrate", "sky.nc", "sky.nc"], "the following arguments are required: --out"),
         (["diagnose", "absent.nc"], "galppl diagnose: error: posterior 'absent.nc': no such file or folder"),
         (["diagnose", "sky.csv"], "posterior 'sky.csv' is not an InferenceData netCDF file"),
     ],
@@ -133,7 +136,30 @@ def test_simulate_then_predict(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["run", "fit", "predict", "diagnose", "simulate"])
+def test_recalibrate_writes_a_new_model_with_the_outlier_share_and_leaves_the_old_one(tmp_path, capsys):
+    catalog = galppl.simulate(600, seed=2, image_size=None, progress=False)
+    posterior = galppl.fit("props", catalog.isel(galaxy=slice(0, 400)), inputs="photometry", max_epochs=1,
+                           num_couplings=2, hidden_dim=16, progress=False)
+    model = posterior.save(tmp_path / "model")
+    held = catalog.isel(galaxy=slice(400, None)).drop_vars(["log_sfr", "log_mbh", "oh", "oh_detected"])
+    galppl.data.save_catalog(held, tmp_path / "held.nc")
+    argv = ["recalibrate", str(model), str(tmp_path / "held.nc"), "--out"]
+    assert main(argv + [str(tmp_path / "new")]) == 0
+    printed = capsys.readouterr().out
+    assert "recalibrated on" in printed and "z: temperature" in printed and f"wrote {tmp_path / 'new'}/" in printed
+    assert "log_sfr labelled on 0" in printed  # the warning, as a note
+    new, old = galppl.load(tmp_path / "new"), galppl.load(model)
+    z = new.chain.blocks[0].variables.index("z")
+    assert new.chain.outlier_fraction_core[z] > 0 and old.chain.outlier_fraction_core[z] == 0
+    assert new.history["recalibrations"][-1]["calibration"]["core"]["variables"] == ["log_mstar", "z"]
+    assert main(argv + [str(tmp_path / "one"), "--one-temperature"]) == 0
+    assert galppl.load(tmp_path / "one").chain.outlier_fraction_core[z] == 0
+    with pytest.raises(SystemExit) as stop:  # the model's own folder: refused before any work
+        main(argv + [str(model)])
+    assert stop.value.code == 2 and "is the model's own folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "fit", "predict", "recalibrate", "diagnose", "simulate"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])
