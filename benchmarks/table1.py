@@ -177,18 +177,12 @@ def dr9_part(size: dict, seed: int, data, mock, noisy):
                                                                     split_seed)[0],
         }
         for n in size["recalibrate"]:
-            recalibrated = copy.deepcopy(mock)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # log SFR, M_BH, O/H are not in the file: said in the docs
-                recalibrated.recalibrate(data.sel(galaxy=pool[:n]))
-            results[f"galppl mock-trained, recalibrated on {n}"] = galppl_row(recalibrated, test, variables,
-                                                                             size["draws"], split_seed)[0]
-        one_temperature = copy.deepcopy(mock)  # the recalibration without an outlier share, for comparison
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            one_temperature.recalibrate(data.sel(galaxy=pool[:n]), outliers=False)
+            results[f"galppl mock-trained, recalibrated on {n}"] = galppl_row(
+                recalibrated(mock, data.sel(galaxy=pool[:n])), test, variables, size["draws"], split_seed)[0]
+        n = max(size["recalibrate"])  # the recalibration without an outlier share, for comparison
         results[f"galppl mock-trained, recalibrated on {n}, one temperature"] = galppl_row(
-            one_temperature, test, variables, size["draws"], split_seed)[0]
+            recalibrated(mock, data.sel(galaxy=pool[:n]), outliers=False), test, variables, size["draws"],
+            split_seed)[0]
         for n in size["fine_tune"]:
             tuned = galppl.fit(data=data.sel(galaxy=pool[:n]), init=mock, fractions=FINE_TUNE_FRACTIONS,
                                split_seed=split_seed, seed=split_seed, **fits)
@@ -202,6 +196,15 @@ def dr9_part(size: dict, seed: int, data, mock, noisy):
         print(f"  DR9 split {split_seed} done: {len(test_ids)} test galaxies ({int(flagged.sum())} of the file "
               f"flagged OOD by the mock model) ({time.perf_counter() - START:.0f} s)", flush=True)
     return rows, flagged
+
+
+def recalibrated(model, catalog, **options):
+    """A copy of ``model`` recalibrated on ``catalog`` (``posterior.recalibrate`` options)."""
+    model = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # log SFR, M_BH, O/H are not in the file: said in the docs
+        model.recalibrate(catalog, **options)
+    return model
 
 
 def composites(catalog):

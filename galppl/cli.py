@@ -267,14 +267,13 @@ def _recalibrate(args, posterior) -> int:
     record = posterior.history["recalibrations"][-1]
     print(f"recalibrated on {record['n_galaxies']} galaxies of {args.catalog} "
           f"({record['n_out_of_distribution_left_out']} left out as out-of-distribution)")
-    for name, block in calibration.items():
-        if block["method"] == "unchanged":
-            continue
-        for variable in block["variables"]:
-            j = posterior.chain.blocks[[b.name for b in posterior.chain.blocks].index(name)].variables.index(variable)
-            print(f"  {variable}: temperature {block['temperature'][j]:.3f}, outlier share "
-                  f"{block['outlier_fraction'][j]:.3f} widened {block['outlier_widening'][j]:.2f} times "
-                  f"({block['method']})")
+    for block in posterior.chain.blocks:
+        fitted = calibration.get(block.name, {"variables": []})
+        for variable in fitted["variables"]:
+            j = block.variables.index(variable)
+            print(f"  {variable}: temperature {fitted['temperature'][j]:.3f}, outlier share "
+                  f"{fitted['outlier_fraction'][j]:.3f} widened {fitted['outlier_widening'][j]:.2f} times "
+                  f"({fitted['method']})")
     print(f"wrote {posterior.save(args.out)}/")
     return 0
 

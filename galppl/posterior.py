@@ -54,6 +54,8 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "chain.pt"
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
 # (nested config, featurizer.json) and the chain's weights.
 OLDEST_READABLE = "0.3.0"
+# The first galppl that saved the outlier-share buffers (older saves load with none).
+OUTLIER_SHARE_SINCE = "0.4.0"
 # What a saved posterior's config.json must hold.
 SAVED_KEYS = ("kind", "galppl_version", "model", "blocks", "config", "history", "split")
 
@@ -372,8 +374,9 @@ class GalaxyPosterior:
         if changed:
             raise CorruptFileError(f"{str(path / WEIGHTS_FILE)!r} is corrupt: the tensor(s) {', '.join(changed[:5])} "
                                    "differ from the checksums recorded when the model was saved")
-        # Saved before the outlier share existed (galppl 0.3): none, the model exactly as it was saved.
-        state = {**{k: v for k, v in chain.state_dict().items() if k.startswith(OUTLIER_BUFFERS)}, **state}
+        if _version_key(version) < _version_key(OUTLIER_SHARE_SINCE):
+            # Saved before the outlier share existed: none, the model exactly as it was saved.
+            state = {**{k: v for k, v in chain.state_dict().items() if k.startswith(OUTLIER_BUFFERS)}, **state}
         try:
             chain.load_state_dict(state)
         except RuntimeError as error:

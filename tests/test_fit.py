@@ -203,6 +203,8 @@ def test_a_model_saved_by_0_3_0_loads_without_an_outlier_share_and_predicts_as_i
     removed = [name for name in state if name.startswith(OUTLIER_BUFFERS)]
     assert removed
     torch.save({k: v for k, v in state.items() if k not in removed}, path / "chain.pt")
+    with pytest.raises(ValueError, match="weights do not fit"):  # a 0.4.0 save must hold them
+        galppl.load(path)
     config = json.loads((path / "config.json").read_text())
     config["galppl_version"] = "0.3.0"
     (path / "config.json").write_text(json.dumps(config))

@@ -177,9 +177,10 @@ class _Leaves:
         self.shift = shift.detach().clone().requires_grad_(True)
         self.log_temperature = log_temperature.detach().clone().requires_grad_(True)
         self.outliers = start is not None
-        fraction, widening = start or (0.5, 2.0)
-        self.widening = torch.full_like(self.shift, math.log(math.expm1(math.log(widening)))).requires_grad_(self.outliers)
-        self.logit = torch.full_like(self.shift, math.log(fraction / (1 - fraction))).requires_grad_(self.outliers)
+        if self.outliers:
+            fraction, widening = start
+            self.widening = torch.full_like(self.shift, math.log(math.expm1(math.log(widening)))).requires_grad_(True)
+            self.logit = torch.full_like(self.shift, math.log(fraction / (1 - fraction))).requires_grad_(True)
 
     def free(self) -> list[torch.Tensor]:
         return [self.shift, self.log_temperature] + ([self.widening, self.logit] if self.outliers else [])
