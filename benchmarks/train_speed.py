@@ -13,8 +13,8 @@ Sections (``--only`` picks some; each is one function returning a JSON-able dict
   ``--chain-galaxies`` mock galaxies (the main job trains on 9,800), for the old path (Pyro
   SVI on ``ChainModel.model``, ``galppl.train.train_svi``, minibatches of 256), the plain-torch
   loss (``ChainModel.negative_log_likelihood`` in ``galppl.train.train_loss_fn``) at the same
-  minibatch, and the plain-torch loss at ``galppl.fit``'s minibatch
-  (``galppl.config.CHAIN_TRAINING.batch_size``), interleaved like ``vae``. The inputs are the
+  minibatch, and the plain-torch loss at ``galppl.fit``'s minibatch for the main job's 9,800
+  training galaxies (``galppl.train.minibatch_size``), interleaved like ``vae``. The inputs are the
   mock's photometry features plus 64 standard-normal columns standing in for the VAE
   latents, so the chain has the main job's shape.
 - ``vae_learning``: what the VAE learns, per path: the same seeded fit (``fit_vae``,
@@ -53,6 +53,7 @@ from galppl.data.prepare import ImageScaler
 from galppl.models.vae import VAEConfig, fit_vae
 from galppl.models.vae.fitted import build_networks
 from galppl.models.vae.training import train_networks
+from galppl.train import minibatch_size
 
 # (label, VAEConfig overrides): the old path first, the ratios are against it.
 VAE_PATHS = (
@@ -61,11 +62,12 @@ VAE_PATHS = (
     ("torch_auto", {"trainer": "torch", "precision": "auto"}),
 )
 LATENT_TARGETS = ("log_mstar", "z")
+MAIN_JOB_BATCH = minibatch_size(CHAIN_TRAINING.batch_size, 9800)
 # The chain's training paths, (label, trainer, minibatch): the old one first, the ratios are against it.
 CHAIN_PATHS = (
     ("pyro_svi_256", "pyro_svi", 256),
     ("torch_256", "torch", 256),
-    (f"torch_{CHAIN_TRAINING.batch_size}", "torch", CHAIN_TRAINING.batch_size),
+    (f"torch_{MAIN_JOB_BATCH}", "torch", MAIN_JOB_BATCH),
 )
 
 

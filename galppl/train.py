@@ -50,14 +50,22 @@ from tqdm import tqdm
 from galppl import distributed
 from galppl.checkpoint import next_checkpoint
 
-__all__ = ["TrainConfig", "TrainHistory", "train_loss_fn", "train_svi"]
+__all__ = ["TrainConfig", "TrainHistory", "minibatch_size", "train_loss_fn", "train_svi"]
+
+# ``TrainConfig.batch_size=None`` (the chain's default): the largest power of two up to
+# LARGEST_AUTO_BATCH that still cuts the training set into MIN_BATCHES_PER_EPOCH minibatches,
+# and never below SMALLEST_AUTO_BATCH galaxies (see :func:`minibatch_size`).
+LARGEST_AUTO_BATCH = 1024
+MIN_BATCHES_PER_EPOCH = 8
+SMALLEST_AUTO_BATCH = 32
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of :func:`train_svi`, checked on construction.
 
-    lr: Adam learning rate. batch_size: galaxies per minibatch. max_epochs: passes over
+    lr: Adam learning rate. batch_size: galaxies per minibatch; ``None`` chooses it from the
+    training set's size (:func:`minibatch_size`). max_epochs: passes over
     the training set. patience: epochs without a significant validation improvement before
     stopping; an improvement is significant when the loss falls below the last significant
     one by more than ``min_delta`` (nats per galaxy) and by more than ``min_rel_delta`` times
@@ -70,7 +78,7 @@ class TrainConfig:
     """
 
     lr: float = 1e-4
-    batch_size: int = 128
+    batch_size: int | None = 128
     max_epochs: int = 100
     patience: int = 8
     min_delta: float = 0.0
@@ -94,7 +102,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
 
         positive_number("lr", self.lr)
-        positive_int("batch_size", self.batch_size)
+        if self.batch_size is not None:
+            positive_int("batch_size", self.batch_size)
         positive_int("max_epochs", self.max_epochs)
         positive_int("patience", self.patience)
         if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)) or not self.min_delta >= 0:
@@ -117,7 +126,8 @@ class TrainHistory:
     train_loss, val_loss: per-epoch mean negative ELBO per galaxy (nats); ``val_loss`` is
     empty when no validation set was given (early stopping then watches the training
     loss). best_epoch: 0-based epoch whose weights were restored. stopped_because: one of
-    ``"early_stopping"``, ``"max_epochs"``, ``"max_seconds"``.
+    ``"early_stopping"``, ``"max_epochs"``, ``"max_seconds"``. batch_size: the galaxies per
+    minibatch it trained with (:func:`minibatch_size`).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -126,6 +136,7 @@ class TrainHistory:
     epochs_run: int = 0
     wall_seconds: float = 0.0
     stopped_because: str = ""
+    batch_size: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-able dict (NaN losses become ``None``)."""
@@ -141,6 +152,25 @@ class TrainHistory:
         for key in ("train_loss", "val_loss"):
             data[key] = [math.nan if v is None else float(v) for v in data.get(key, [])]
         return cls(**data)
+
+
+def minibatch_size(batch_size: int | None, n_train: int) -> int:
+    """Galaxies per minibatch for ``n_train`` training galaxies: ``batch_size`` where given;
+    for ``None``, the largest power of two up to :data:`LARGEST_AUTO_BATCH` that gives at least
+    :data:`MIN_BATCHES_PER_EPOCH` minibatches per epoch, and at least :data:`SMALLEST_AUTO_BATCH`.
+
+    Large minibatches run more galaxies per second on a CPU, but a small catalog then gets a
+    handful of optimiser steps per epoch, and early stopping (which counts epochs) ends the fit
+    before it has learnt: 3,000 real DR9 galaxies (log M* and z from photometry, 3 splits) got
+    3 steps per epoch at 1024 and test R^2 0.816 (z) and 0.872 (log M*); at 256 (12 steps),
+    0.824 and 0.884. The main job's 9,800 training galaxies keep 1024.
+    """
+    if batch_size is not None:
+        return batch_size
+    size = LARGEST_AUTO_BATCH
+    while size > SMALLEST_AUTO_BATCH and n_train < MIN_BATCHES_PER_EPOCH * size:
+        size //= 2
+    return size
 
 
 def _check_data(data: dict, what: str) -> int:
@@ -317,7 +347,8 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     With an ``optimizer`` (the plain-torch trainer), inside :func:`galppl.checkpoint.checkpoints`
     and outside torchrun, the loop's state is saved after every epoch and a saved one resumed.
     """
-    history = TrainHistory()
+    batch_size = minibatch_size(config.batch_size, n_train)
+    history = TrainHistory(batch_size=batch_size)
     start = time.perf_counter()
     best_state, best_loss = _snapshot(modules), math.inf
     reference, since_reference = math.inf, 0  # the last significant improvement, and epochs since
@@ -376,7 +407,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
             _set_mode(modules, True)
             total, seen = 0.0, 0
             timed_out = False
-            for batch_index, (batch, size) in enumerate(_batches(train, n_train, config.batch_size, generator)):
+            for batch_index, (batch, size) in enumerate(_batches(train, n_train, batch_size, generator)):
                 value = step(batch, n_train, epoch == 0 and batch_index == 0)
                 if not math.isfinite(value):
                     _restore(modules, best_state)
@@ -399,7 +430,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                 with torch.no_grad():
                     val_total = sum(
                         evaluate(batch, n_val) / n_val * size
-                        for batch, size in _batches(val, n_val, config.batch_size, None)
+                        for batch, size in _batches(val, n_val, batch_size, None)
                     )
                 history.val_loss.append(val_total / n_val)
                 monitored = history.val_loss[-1]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from galppl.models.plate import galaxy_plate
-from galppl.train import TrainConfig, TrainHistory, train_loss_fn, train_svi
+from galppl.train import TrainConfig, TrainHistory, minibatch_size, train_loss_fn, train_svi
 
 NOISE = 0.1
 
@@ -58,6 +58,22 @@ def test_loss_decreases_and_recovers_the_line():
     assert reg.linear.weight.item() == pytest.approx(2.0, abs=0.1)
     assert reg.linear.bias.item() == pytest.approx(0.5, abs=0.1)
     assert history.epochs_run == len(history.train_loss) == len(history.val_loss)
+
+
+@pytest.mark.parametrize("n_train, expected", [(100_000, 1024), (9800, 1024), (8192, 1024), (8191, 512),
+                                               (2988, 256), (300, 32), (5, 32)])
+def test_automatic_minibatch_gives_small_catalogs_eight_steps_per_epoch(n_train, expected):
+    assert minibatch_size(None, n_train) == expected
+    assert minibatch_size(100, n_train) == 100  # a given size is kept
+
+
+def test_history_records_the_minibatch_trained_with():
+    reg = Regression()
+    train, val = line_data(600, 2.0, seed=1), line_data(70, 2.0, seed=2)
+    history = fit(reg, train, val, batch_size=None, max_epochs=2)
+    assert history.batch_size == 64  # 600 galaxies: the largest power of two giving 8 minibatches
+    assert len(history.train_loss) == 2
+    assert fit(Regression(), train, val, max_epochs=1).batch_size == 16
 
 
 def test_val_loss_is_the_mean_negative_log_likelihood_per_galaxy():
