@@ -168,3 +168,25 @@ def test_galppl_named_columns_are_read_after_the_sdss_names(tmp_path):
     assert has_flag(catalog, "missing_mag").values.tolist() == [False, True]
     np.testing.assert_allclose(catalog["log_mstar"].values, [10.1, 10.9])
     np.testing.assert_allclose(catalog["z"].values, [0.05, 0.1])
+
+
+def test_the_dr9_extracts_stellar_mass_column_is_read_as_log_mstar(tmp_path):
+    table = pd.DataFrame({"id": [1, 2], "redshift": [0.05, 0.1], "stellar_mass": [9.77, 0.0],
+                          **{f"mag_{b}": [18.0 + k, 18.5 + k] for k, b in enumerate(BANDS)}})
+    table.to_csv(tmp_path / "dr9.csv", index=False)
+    catalog = load_sdss_table(tmp_path / "dr9.csv")
+    np.testing.assert_allclose(catalog["log_mstar"].values, [9.77, np.nan])  # 0: the extract's missing code
+    assert catalog["log_mstar"].attrs["source_column"] == "stellar_mass"
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("stellar_mass", [3.2e10, 5e9, -9999.0], r"'stellar_mass' \(read as log_mstar\) looks like linear stellar masses"),
+    ("lgm_tot_p50", [3.2e10, 5e9, 1e11], r"'lgm_tot_p50' \(read as log_mstar\) looks like linear"),
+    ("oh_p50", [-3.3, -3.6, -99.9], r"'oh_p50' \(read as oh\) looks like log\(O/H\), where galppl reads 12 \+ log"),
+])
+def test_a_target_column_in_other_units_is_refused_naming_it(tmp_path, column, values, message):
+    table = pd.DataFrame({"z": [0.05, 0.1, 0.07], column: values,
+                          **{f"mag_{b}": [18.0 + k] * 3 for k, b in enumerate(BANDS)}})
+    table.to_csv(tmp_path / "units.csv", index=False)
+    with pytest.raises(CatalogError, match=message):
+        load_sdss_table(tmp_path / "units.csv")

@@ -31,7 +31,9 @@ from galppl.physics import MSIGMA_BETA, log_mbh_from_sigma
 MAG_TYPES = ("modelMag", "cModelMag", "petroMag")
 
 # After SDSS's and MPA-JHU's names, galppl's own (a table a user wrote from a galppl catalog,
-# or the shared DR9 extract: mag_u..mag_z, redshift; its float-rounded ids repeat, so its rows are numbered).
+# or the shared DR9 extract: mag_u..mag_z, redshift, stellar_mass in log10 Msun; its
+# float-rounded ids repeat, so its rows are numbered). A column in other units than galppl's
+# (:data:`UNIT_MISTAKES`) is refused.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "galaxy": ("objID", "objid", "specObjID", "galaxy"),
     "ra": ("ra",),
@@ -40,7 +42,7 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     **{f"mag_err_{b}": (*(f"{t}Err_{b}" for t in MAG_TYPES), f"mag_err_{b}") for b in BANDS},
     **{f"extinction_{b}": (f"extinction_{b}",) for b in BANDS},
     "z": ("z", "redshift"),
-    "log_mstar": ("lgm_tot_p50", "log_mstar"),
+    "log_mstar": ("lgm_tot_p50", "log_mstar", "stellar_mass"),
     "log_sfr": ("sfr_tot_p50", "log_sfr"),
     "oh": ("oh_p50", "oh"),
     "sigma": ("v_disp", "sigma", "velDisp"),
@@ -61,6 +63,15 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # MPA-JHU percentile columns: the 1-sigma error is half the 16-84 range.
 _PERCENTILE_ERRORS = {"log_mstar": "lgm_tot", "log_sfr": "sfr_tot", "oh": "oh"}
+
+# Values that say a target column holds other units than galppl's: where most of a column's
+# values (missing-value codes aside) look so, the table is refused rather than read (a linear
+# mass would be read as an absurd log M*; log(O/H), all negative, would be dropped as codes and
+# every galaxy read as having no measurable O/H). variable -> (test, what the column then holds).
+UNIT_MISTAKES = {
+    "log_mstar": (lambda v: v > 1e3, "linear stellar masses (Msun), where galppl reads log10(M*/Msun)"),
+    "oh": (lambda v: (v > -6) & (v < -1), "log(O/H), where galppl reads 12 + log(O/H)"),
+}
 
 # SDSS reliable velocity-dispersion range (SDSS DR7 spectroscopic documentation: below
 # ~70 km/s is under the instrumental resolution, above ~420 km/s the fits are unreliable).
@@ -282,6 +293,17 @@ def _percentile_error(available, used, stem, conversions):
     return (hi - lo) / 2
 
 
+def _check_units(key: str, source: str, raw: np.ndarray) -> None:
+    """Refuse a column whose values (codes <= -99 aside) mostly look like other units (:data:`UNIT_MISTAKES`)."""
+    if key not in UNIT_MISTAKES:
+        return
+    looks_wrong, what = UNIT_MISTAKES[key]
+    values = raw[np.isfinite(raw) & (raw > -99.0)]
+    if values.size and looks_wrong(values).mean() > 0.5:
+        raise CatalogError(f"column {source!r} (read as {key}) looks like {what} (median {np.median(values):.4g}): "
+                           f"convert it first, or map {key} to another column with columns={{{key!r}: ...}}")
+
+
 def _targets(ds, chosen, column, available, used, conversions) -> None:
     missing_target = np.zeros(ds.sizes["galaxy"], dtype=bool)
 
@@ -295,6 +317,7 @@ def _targets(ds, chosen, column, available, used, conversions) -> None:
     for key in ("log_mstar", "log_sfr", "oh"):
         if key not in chosen:
             continue
+        _check_units(key, chosen[key], _float(available[chosen[key]], chosen[key]))
         values, _ = column(key, (-9999.0,), below=0.0 if key in ("log_mstar", "oh") else -99.0)
         ds[key] = ("galaxy", values, attrs_for(key, source_column=chosen[key]))
         err = _percentile_error(available, used, _PERCENTILE_ERRORS[key], conversions)
