@@ -143,9 +143,14 @@ def _evaluate(idata, out: Path, title: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     fig = diagnostics.plot_pred_vs_true(idata, var_names=params)
     _save_figure(fig, out / "pred_vs_true.png", dpi=110)
-    galaxy = posterior["galaxy"].values[int(np.argmax(np.isfinite(idata.observed_data[params[-1]].values)))]
-    axes = az.plot_pair(idata, var_names=params, coords={"galaxy": [galaxy]}, kind="kde", marginals=True)
-    _save_figure(np.ravel(axes)[0].figure, out / "corner_one_galaxy.png", dpi=90)
+    # The corner plot's galaxy: the first with draws of every parameter (a galaxy with incomplete
+    # inputs has none), preferably one whose last parameter is measured.
+    drawn = np.all([posterior[name].notnull().all(("chain", "draw")).values for name in params], axis=0)
+    measured = drawn & np.isfinite(idata.observed_data[params[-1]].values)
+    if drawn.any():
+        galaxy = posterior["galaxy"].values[int(np.argmax(measured if measured.any() else drawn))]
+        axes = az.plot_pair(idata, var_names=params, coords={"galaxy": [galaxy]}, kind="kde", marginals=True)
+        _save_figure(np.ravel(axes)[0].figure, out / "corner_one_galaxy.png", dpi=90)
     summary["report"] = str(diagnostics.report(idata, out / "report", title=title).relative_to(out))
     return summary
 
@@ -216,6 +221,10 @@ def _check_fit(args):
     from galppl.features import uses_images
 
     _existing(args.catalog, "catalog")
+    if args.variables is not None:
+        from galppl.models.props import subset_blocks
+
+        subset_blocks(args.variables.split(","))  # names checked before the catalog is read
     fmt = catalog_format(args.catalog)
     if args.cutouts is not None and not Path(args.cutouts).is_dir():
         raise FileNotFoundError(f"--cutouts {args.cutouts!r}: no such folder")
@@ -240,10 +249,19 @@ def _checkpoints_beside(out) -> Path:
 def _fit(args, config) -> int:
     import galppl
     from galppl.data.io import read_catalog
+    from galppl.data.schema import support, unphysical_as_missing
+    from galppl.models.props import subset_blocks
 
     catalog = read_catalog(args.catalog, cutouts=args.cutouts)
     print(f"read {catalog.sizes['galaxy']} galaxies from {args.catalog}", flush=True)
-    posterior = galppl.fit(args.model, catalog, config=config, progress=not args.quiet,
+    if args.unphysical_as_missing:
+        catalog, changed = unphysical_as_missing(catalog)
+        for name, ids in changed.items():
+            print(f"{name}: {len(ids)} value(s) outside its physical support {support(name)} set missing "
+                  f"(galaxy ids {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})")
+    model = args.model if args.variables is None else subset_blocks(args.variables.split(","),
+                                                                    config.chain.num_couplings)
+    posterior = galppl.fit(model, catalog, config=config, progress=not args.quiet,
                            checkpoint_dir=_checkpoints_beside(args.out))
     path = posterior.save(args.out)
     history = posterior.history
@@ -426,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--cutouts", help="a folder of gri FITS cutouts named by galaxy id, for image inputs")
     fit.add_argument("--out", required=True, help="folder to write the fitted model to (new or empty)")
     _fit_arguments(fit, "default none")
+    fit.add_argument("--variables", help="instead of --model: a one-block chain of only these props variables, "
+                                         "comma-separated (e.g. z,log_mstar), for a catalog that labels only those")
+    fit.add_argument("--unphysical-as-missing", action="store_true",
+                     help="set labels outside their physical supports (e.g. a negative redshift) missing, "
+                          "naming them, instead of refusing the catalog")
     fit.set_defaults(check=_check_fit, func=_fit)
 
     predict = sub.add_parser("predict",

@@ -209,6 +209,48 @@ def test_fit_predict_resume_and_diagnose_a_users_table(tmp_path, capsys):
     assert (tmp_path / "draws_diagnostics" / "pred_vs_true.png").exists()
 
 
+def test_fit_a_table_labelling_only_z_and_mstar_with_unphysical_redshifts(tmp_path, capsys):
+    """What the DR9 extract is: z and log M* (its stellar_mass column) only, galaxies with
+    z < 0 (the extract has one; five here, so that the training split has some), one without a
+    u magnitude. --variables fits a (log M*, z) chain; the unphysical
+    label is refused unless --unphysical-as-missing, which names it; diagnose draws its corner
+    plot for a galaxy that has draws."""
+    from test_scale import sdss_table
+
+    catalog = galppl.simulate(300, seed=2, image_size=None, progress=False)
+    table = sdss_table(catalog).assign(redshift=catalog["z"].values, stellar_mass=catalog["log_mstar"].values)
+    table.loc[0, "modelMag_u"] = -9999.0  # the first galaxy has no draws
+    table.loc[5:9, "redshift"] = -1e-5
+    table.to_csv(tmp_path / "dr9.csv", index=False)
+    (tmp_path / "fit.toml").write_text(TINY_TOML)
+    argv = ["fit", str(tmp_path / "dr9.csv"), "--config", str(tmp_path / "fit.toml"), "--variables", "z,log_mstar",
+            "--quiet", "--out"]
+    with pytest.raises(SystemExit) as stop:
+        main(argv + [str(tmp_path / "refused")])
+    assert stop.value.code == 1 and "'z' lie outside its physical support" in capsys.readouterr().err
+    assert main(argv + [str(tmp_path / "model"), "--unphysical-as-missing"]) == 0
+    printed = capsys.readouterr().out
+    ids = ", ".join(str(i) for i in table.loc[5:9, "objID"])
+    assert f"z: 5 value(s) outside its physical support (0.0, 0.4) set missing (galaxy ids {ids})" in printed
+    model = galppl.load(tmp_path / "model")
+    assert [(b.name, b.variables) for b in model.chain.blocks] == [("targets", ("log_mstar", "z"))]
+
+    with pytest.warns(galppl.ood.OutOfDistributionWarning):
+        assert main(["predict", str(tmp_path / "model"), str(tmp_path / "dr9.csv"), str(tmp_path / "draws.nc"),
+                     "--num-samples", "20"]) == 0
+    assert main(["diagnose", str(tmp_path / "draws.nc")]) == 0
+    assert (tmp_path / "draws_diagnostics" / "corner_one_galaxy.png").exists()
+    summary = json.loads((tmp_path / "draws_diagnostics" / "summary.json").read_text())
+    assert set(summary["parameters"]) == {"log_mstar", "z"}
+
+
+def test_fit_variables_must_be_props_variables(tmp_path, capsys, monkeypatch):
+    galppl.data.save_catalog(galppl.simulate(20, seed=2, image_size=None, progress=False), tmp_path / "sky.nc")
+    fails_at_once(["fit", str(tmp_path / "sky.nc"), "--out", str(tmp_path / "m"), "--variables", "z,mass"], capsys,
+                  monkeypatch, "variables must be distinct names among ('log_mstar', 'log_sfr', 'z', 'log_mbh', 'oh'), "
+                               "got ['z', 'mass'] (['mass'] unknown)")
+
+
 def test_an_interrupted_fit_resumes_from_its_checkpoints(tmp_path, capsys, monkeypatch):
     from galppl.checkpoint import TrainingCheckpoint
 

@@ -118,6 +118,26 @@ def support(name: str) -> tuple[float, float]:
         return (-np.inf, np.inf)
     return var.support
 
+def unphysical_as_missing(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, list]]:
+    """A copy of ``ds`` with every target value outside (or on an end of) its physical
+    :func:`support` set missing (NaN) and the ``missing_target`` bit set for those galaxies;
+    and, per variable changed, the galaxy ids. For a catalog whose few unphysical labels (the
+    DR9 extract's one negative redshift) would otherwise stop a fit, which never clips them."""
+    out, changed = ds.copy(), {}
+    for name in TARGETS:
+        lower, upper = support(name)
+        if name not in out or not np.isfinite([lower, upper]).any():
+            continue
+        values = out[name].values
+        with np.errstate(invalid="ignore"):
+            outside = (values <= lower) | (values >= upper)
+        if outside.any():
+            out[name] = out[name].where(~outside)
+            changed[name] = out["galaxy"].values[outside].tolist()
+            flag(out, "missing_target", outside)
+    return out, changed
+
+
 # Units a variable may carry instead of its spec's. "relative": display-stretched colour
 # composites (SDSS gri JPEGs, values 0-1) that are not flux-calibrated; calling them
 # nanomaggies would be a lie, so they say what they are (loaders add ``flux_calibrated=0``).

@@ -18,6 +18,8 @@ from __future__ import annotations
 from galppl.models.chain import Block
 
 CORE = ("log_mstar", "log_sfr", "z")
+# The props chain's continuous variables, in its order.
+PROPS_VARIABLES = (*CORE, "log_mbh", "oh")
 # The flows the 1-d M_BH and O/H blocks can take.
 OH_FLOWS = ("affine", "spline")
 
@@ -32,3 +34,19 @@ def props_blocks(num_couplings: int = 12, oh_flow: str = "affine") -> tuple[Bloc
         Block("oh_detected", ("oh_detected",), "bernoulli"),
         Block("oh", ("oh",), oh_flow, parents=("core", "bh"), gate="oh_detected"),
     )
+
+
+def subset_blocks(variables, num_couplings: int = 12) -> tuple[Block, ...]:
+    """A one-block chain over some of the props chain's continuous variables, for a catalog that
+    labels only those (the DR9 extract: z and log M*): a RealNVP block ``"targets"`` over two or
+    more (in the props chain's order), an affine block named after a single one. A galaxy
+    missing one of them trains the others through the marginal, as in any block."""
+    variables = tuple(variables)
+    unknown = [v for v in variables if v not in PROPS_VARIABLES]
+    if unknown or not variables or len(set(variables)) != len(variables):
+        raise ValueError(f"variables must be distinct names among {PROPS_VARIABLES}, got {list(variables)}"
+                         + (f" ({unknown} unknown)" if unknown else ""))
+    ordered = tuple(v for v in PROPS_VARIABLES if v in variables)
+    if len(ordered) == 1:
+        return (Block(ordered[0], ordered, "affine"),)
+    return (Block("targets", ordered, "realnvp", flow_options={"num_couplings": num_couplings}),)

@@ -342,3 +342,16 @@ def test_a_block_takes_the_student_t_base_through_its_flow_options():
     distribution = chain.block_distribution(block, chain.represent(x), {})
     assert isinstance(distribution.base_dist.base_dist, torch.distributions.StudentT)
     assert torch.isfinite(chain.negative_log_likelihood(x, z=z))
+
+
+def test_subset_blocks_follow_the_props_chains_order_and_kinds():
+    from galppl.models.props import subset_blocks
+
+    (block,) = subset_blocks(["z", "log_mstar"], num_couplings=3)
+    assert (block.name, block.variables, block.kind, block.flow_options) == \
+        ("targets", ("log_mstar", "z"), "realnvp", {"num_couplings": 3})
+    (single,) = subset_blocks(["oh"])
+    assert (single.name, single.variables, single.kind) == ("oh", ("oh",), "affine")
+    for bad in ([], ["z", "z"], ["flux_halpha"]):
+        with pytest.raises(ValueError, match="variables must be distinct names among"):
+            subset_blocks(bad)
