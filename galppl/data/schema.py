@@ -118,6 +118,7 @@ def support(name: str) -> tuple[float, float]:
         return (-np.inf, np.inf)
     return var.support
 
+
 def unphysical_as_missing(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, list]]:
     """A copy of ``ds`` with every target value outside (or on an end of) its physical
     :func:`support` set missing (NaN) and the ``missing_target`` bit set for those galaxies;
