@@ -89,6 +89,10 @@ print(int(negative.sum()), "negative redshift(s) set missing")
 # ## Fit, photometry only
 # The catalog has stellar mass and redshift, so the chain is one block: a conditional RealNVP
 # over (log M*, z). Galaxies with a missing magnitude are carried with NaN posteriors.
+# From the shell, the same fit (its minibatch sized to the catalog, 256 for these ~3,500
+# training galaxies): `galppl fit dr9_galaxyzoo_5k.csv --out model --inputs photometry
+# --variables z,log_mstar --unphysical-as-missing` (the last option sets the negative redshift
+# missing and names it, as the cell above does).
 
 # %%
 core = Block("core", ("log_mstar", "z"), "realnvp")
