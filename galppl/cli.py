@@ -246,19 +246,27 @@ def _checkpoints_beside(out) -> Path:
     return out.with_name(f".{out.name}.checkpoints")
 
 
-def _fit(args, config) -> int:
-    import galppl
+def _labelled_catalog(args, cutouts=None):
+    """``args.catalog`` read; with ``--unphysical-as-missing``, its labels outside their physical
+    supports set missing, each variable's count and first galaxy ids printed."""
     from galppl.data.io import read_catalog
     from galppl.data.schema import support, unphysical_as_missing
-    from galppl.models.props import subset_blocks
 
-    catalog = read_catalog(args.catalog, cutouts=args.cutouts)
+    catalog = read_catalog(args.catalog, cutouts=cutouts)
     print(f"read {catalog.sizes['galaxy']} galaxies from {args.catalog}", flush=True)
     if args.unphysical_as_missing:
         catalog, changed = unphysical_as_missing(catalog)
         for name, ids in changed.items():
             print(f"{name}: {len(ids)} value(s) outside its physical support {support(name)} set missing "
                   f"(galaxy ids {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})")
+    return catalog
+
+
+def _fit(args, config) -> int:
+    import galppl
+    from galppl.models.props import subset_blocks
+
+    catalog = _labelled_catalog(args, cutouts=args.cutouts)
     model = args.model if args.variables is None else subset_blocks(args.variables.split(","),
                                                                     config.chain.num_couplings)
     posterior = galppl.fit(model, catalog, config=config, progress=not args.quiet,
@@ -274,9 +282,7 @@ def _fit(args, config) -> int:
 def _recalibrate(args, posterior) -> int:
     import warnings
 
-    from galppl.data.io import read_catalog
-
-    catalog = read_catalog(args.catalog)
+    catalog = _labelled_catalog(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         calibration = posterior.recalibrate(catalog, outliers=not args.one_temperature)
@@ -427,6 +433,12 @@ def _fit_arguments(command, minutes_default: str) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _unphysical_argument(command) -> None:
+    command.add_argument("--unphysical-as-missing", action="store_true",
+                         help="set labels outside their physical supports (e.g. a negative redshift) missing, "
+                              "naming them, instead of refusing the catalog")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="galppl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -444,11 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--cutouts", help="a folder of gri FITS cutouts named by galaxy id, for image inputs")
     fit.add_argument("--out", required=True, help="folder to write the fitted model to (new or empty)")
     _fit_arguments(fit, "default none")
+    _unphysical_argument(fit)
     fit.add_argument("--variables", help="instead of --model: a one-block chain of only these props variables, "
                                          "comma-separated (e.g. z,log_mstar), for a catalog that labels only those")
-    fit.add_argument("--unphysical-as-missing", action="store_true",
-                     help="set labels outside their physical supports (e.g. a negative redshift) missing, "
-                          "naming them, instead of refusing the catalog")
     fit.set_defaults(check=_check_fit, func=_fit)
 
     predict = sub.add_parser("predict",
@@ -473,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     recalibrate.add_argument("--out", required=True, help="folder to write the recalibrated model to (new or empty)")
     recalibrate.add_argument("--one-temperature", action="store_true",
                              help="a shift and temperature per variable only, no outlier share")
+    _unphysical_argument(recalibrate)
     recalibrate.set_defaults(check=_check_recalibrate, func=_recalibrate)
 
     diagnose = sub.add_parser("diagnose", help="accuracy, coverage, figures and report of a posterior with true values")

@@ -158,6 +158,19 @@ def test_recalibrate_writes_a_new_model_with_the_outlier_share_and_leaves_the_ol
         main(argv + [str(model)])
     assert stop.value.code == 2 and "is the model's own folder" in capsys.readouterr().err
 
+    # A label outside its support (a negative redshift) is refused, or set missing and named.
+    from test_scale import sdss_table
+
+    table = sdss_table(held).assign(z=held["z"].values, lgm_tot_p50=held["log_mstar"].values)
+    table.loc[:4, "z"] = -1e-5
+    table.to_csv(tmp_path / "held.csv", index=False)
+    argv = ["recalibrate", str(model), str(tmp_path / "held.csv"), "--out"]
+    with pytest.raises(SystemExit) as stop:
+        main(argv + [str(tmp_path / "refused")])
+    assert stop.value.code == 1 and "'z' lie outside its physical support" in capsys.readouterr().err
+    assert main(argv + [str(tmp_path / "physical"), "--unphysical-as-missing"]) == 0
+    assert "z: 5 value(s) outside its physical support (0.0, 0.4) set missing" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize("command", ["run", "fit", "predict", "recalibrate", "diagnose", "simulate"])
 def test_every_command_has_help(command, capsys):
