@@ -221,10 +221,6 @@ def _check_fit(args):
     from galppl.features import uses_images
 
     _existing(args.catalog, "catalog")
-    if args.variables is not None:
-        from galppl.models.props import subset_blocks
-
-        subset_blocks(args.variables.split(","))  # names checked before the catalog is read
     fmt = catalog_format(args.catalog)
     if args.cutouts is not None and not Path(args.cutouts).is_dir():
         raise FileNotFoundError(f"--cutouts {args.cutouts!r}: no such folder")
@@ -267,8 +263,7 @@ def _fit(args, config) -> int:
     from galppl.models.props import subset_blocks
 
     catalog = _labelled_catalog(args, cutouts=args.cutouts)
-    model = args.model if args.variables is None else subset_blocks(args.variables.split(","),
-                                                                    config.chain.num_couplings)
+    model = args.model if args.variables is None else subset_blocks(args.variables, config.chain.num_couplings)
     posterior = galppl.fit(model, catalog, config=config, progress=not args.quiet,
                            checkpoint_dir=_checkpoints_beside(args.out))
     path = posterior.save(args.out)
@@ -433,6 +428,18 @@ def _fit_arguments(command, minutes_default: str) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _props_variables(text: str) -> tuple[str, ...]:
+    """``--variables``: comma-separated props variables, checked as :func:`~galppl.models.props.subset_blocks` checks them."""
+    from galppl.models.props import subset_blocks
+
+    variables = tuple(text.split(","))
+    try:
+        subset_blocks(variables)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return variables
+
+
 def _unphysical_argument(command) -> None:
     command.add_argument("--unphysical-as-missing", action="store_true",
                          help="set labels outside their physical supports (e.g. a negative redshift) missing, "
@@ -457,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="folder to write the fitted model to (new or empty)")
     _fit_arguments(fit, "default none")
     _unphysical_argument(fit)
-    fit.add_argument("--variables", help="instead of --model: a one-block chain of only these props variables, "
+    fit.add_argument("--variables", type=_props_variables, help="instead of --model: a one-block chain of only these props variables, "
                                          "comma-separated (e.g. z,log_mstar), for a catalog that labels only those")
     fit.set_defaults(check=_check_fit, func=_fit)
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 from galppl.models.chain import Block
 
 CORE = ("log_mstar", "log_sfr", "z")
-# The props chain's continuous variables, in its order.
-PROPS_VARIABLES = (*CORE, "log_mbh", "oh")
 # The flows the 1-d M_BH and O/H blocks can take.
 OH_FLOWS = ("affine", "spline")
 
@@ -34,6 +32,10 @@ def props_blocks(num_couplings: int = 12, oh_flow: str = "affine") -> tuple[Bloc
         Block("oh_detected", ("oh_detected",), "bernoulli"),
         Block("oh", ("oh",), oh_flow, parents=("core", "bh"), gate="oh_detected"),
     )
+
+
+# The props chain's continuous variables, in its order.
+PROPS_VARIABLES = tuple(v for block in props_blocks() if block.kind != "bernoulli" for v in block.variables)
 
 
 def subset_blocks(variables, num_couplings: int = 12) -> tuple[Block, ...]:
