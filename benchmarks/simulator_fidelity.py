@@ -13,6 +13,11 @@ SDSS extracts in ../shared/data/sdss (see PROVENANCE.md there):
     what published models reach on real SDSS galaxies with MPA-JHU labels (:data:`REAL_RMSE`):
     a mock whose properties are much easier or harder to read than the real sky's trains
     models that transfer badly (goal: within 25%);
+(f) the colours at fixed redshift, mock against dr9_galaxyzoo_5k itself: how well gradient
+    boosting reads z from ugriz (5-fold NMAD of dz/(1+z), outlier fraction), and the robust
+    spread of g-r, u-g and r-i of red-sequence (u-r > 2.4) and blue-cloud (u-r < 2.0)
+    galaxies in 0.02-wide redshift bins: a mock whose colours are tighter than the sky's gives
+    photo-z posteriors too narrow for real galaxies;
 plus the O/H of metallicity-detected galaxies against the Wu & Boada 2019 labels
 (MPA-JHU oh_p50: mean ~8.91, sd ~0.20).
 
@@ -84,6 +89,41 @@ def cross_validated_rmse(x, y, seed=0, folds=5) -> float:
     predicted = cross_val_predict(HistGradientBoostingRegressor(random_state=seed), x, y,
                                   cv=KFold(folds, shuffle=True, random_state=seed))
     return float(np.sqrt(np.mean((predicted - y) ** 2)))
+
+
+def photoz_scatter(mag, z, seed=0, folds=5) -> tuple[float, float]:
+    """NMAD of dz/(1+z) and the fraction with |dz|/(1+z) > 0.05 of gradient boosting's k-fold
+    out-of-fold redshifts from ugriz magnitudes and colours."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    x = np.column_stack([mag, mag[:, :-1] - mag[:, 1:]])
+    predicted = cross_val_predict(HistGradientBoostingRegressor(random_state=seed), x, z,
+                                  cv=KFold(folds, shuffle=True, random_state=seed))
+    dz = (predicted - z) / (1.0 + z)
+    return float(1.4826 * np.median(np.abs(dz - np.median(dz)))), float(np.mean(np.abs(dz) > 0.05))
+
+
+def robust_sd(x) -> float:
+    """1.4826 x the median absolute deviation (the sd of a Gaussian core, blind to outliers)."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+COLOUR_SPREAD_BINS = (0.04, 0.08, 0.12)  # lower edges of 0.02-wide redshift bins
+
+
+def colour_spreads(mag, z) -> dict[str, float]:
+    """Robust sd of g-r, u-g, r-i (red sequence, u-r > 2.4) and g-r (blue cloud, u-r < 2.0) in
+    each 0.02-wide redshift bin from ``COLOUR_SPREAD_BINS``, keyed 'red g-r 0.04' etc."""
+    u_r = mag[:, 0] - mag[:, 2]
+    colours = {"g-r": mag[:, 1] - mag[:, 2], "u-g": mag[:, 0] - mag[:, 1], "r-i": mag[:, 2] - mag[:, 3]}
+    out = {}
+    for lo in COLOUR_SPREAD_BINS:
+        in_bin = (z > lo) & (z < lo + 0.02)
+        for name, values in colours.items():
+            out[f"red {name} {lo:.2f}"] = robust_sd(values[in_bin & (u_r > 2.4)])
+        out[f"blue g-r {lo:.2f}"] = robust_sd(colours["g-r"][in_bin & (u_r < 2.0)])
+    return out
 
 
 def ridge_and_quenched(log_m, log_sfr, bins=MASS_BINS, cut=-11.0):
@@ -206,6 +246,19 @@ def main(argv=None) -> dict:
         results[f"rmse_{name}"], results[f"rmse_{name}_with_z"] = rmse, rmse_z
         print(f"    {name:10s} {rmse:.3f} (with z {rmse_z:.3f}) | {real_rmse:.3f} | {ratio:.2f} "
               f"[{'met' if met else 'NOT met'}] ({rows.sum()} galaxies)")
+
+    # (f) colours at fixed redshift
+    print("\n(f) colours at fixed redshift, mock | real (dr9_galaxyzoo_5k)")
+    (nmad_m, out_m), (nmad_r, out_r) = (photoz_scatter(m, zz, args.seed) for m, zz in
+                                        ((mag_dered, mock["z"].values), (real_mag, gz["z"].values)))
+    results.update(photoz_nmad=nmad_m, photoz_nmad_real=nmad_r, photoz_outliers=out_m, photoz_outliers_real=out_r)
+    print(f"    photo-z from ugriz (gradient boosting, 5-fold): NMAD {nmad_m:.4f} | {nmad_r:.4f};"
+          f" |dz|/(1+z) > 0.05: {out_m:.2%} | {out_r:.2%}")
+    spread_m, spread_r = colour_spreads(mag_dered, mock["z"].values), colour_spreads(real_mag, gz["z"].values)
+    print("    robust sd of colours in 0.02-wide z bins (red: u-r > 2.4, blue: u-r < 2.0):")
+    for key in spread_m:
+        results[f"sd {key}"] = spread_m[key]
+        print(f"      {key:16s} {spread_m[key]:.3f} | {spread_r[key]:.3f} (ratio {spread_m[key] / spread_r[key]:.2f})")
 
     # O/H of metallicity-detected galaxies
     det = mock["oh_detected"].values == 1

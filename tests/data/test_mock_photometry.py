@@ -92,3 +92,42 @@ def test_emission_lines_land_in_the_right_band():
     assert f[0].argmax() == 2 and f[1].argmax() == 3
     assert 2.0 < f[0, 2] < 5.0 and 2.0 < f[1, 3] < 5.0
     assert f[:, [0, 1, 4]].max() < 1e-3 * f.max()
+
+
+def test_stellar_metallicity_offset_reddens_like_the_mass_tilt_and_raises_m_over_l(table):
+    """A galaxy 0.3 dex more metal rich than the mean at its mass has the spectrum of the mean
+    galaxy one dex (STELLAR_MZR_SLOPE = 0.3) more massive: the same colours, hence the same
+    colour-based M/L, so its g-r rises by METALLICITY_TILT's g - r per dex."""
+    dist = DistanceTable.build()
+    n = 3
+    z = np.full(n, 0.1)
+    args = (table, z, dist.distance_modulus(z))
+    rest = (np.full(n, -11.0), np.full(n, 0.05), np.full(n, 0.3), np.zeros(n))
+    mean = mp.galaxy_photometry(*args, np.full(n, 10.5), *rest)
+    rich = mp.galaxy_photometry(*args, np.full(n, 10.5), *rest, None, np.array([mp.STELLAR_MZR_SLOPE, 0.0, -0.2]))
+    massive = mp.galaxy_photometry(*args, np.full(n, 11.5), *rest)
+    rest_gr = lambda p: p.rest_mag[:, 1] - p.rest_mag[:, 2]  # noqa: E731
+    np.testing.assert_allclose(rest_gr(rich)[0], rest_gr(massive)[0], atol=1e-12)
+    np.testing.assert_allclose(rich.log_ml_r[0], massive.log_ml_r[0], atol=1e-12)
+    tilt_gr = mp.METALLICITY_TILT[1] - mp.METALLICITY_TILT[2]
+    np.testing.assert_allclose(rest_gr(rich) - rest_gr(mean), [tilt_gr, 0.0, -0.2 / mp.STELLAR_MZR_SLOPE * tilt_gr], atol=1e-12)
+    assert rich.log_ml_r[0] > mean.log_ml_r[0] > rich.log_ml_r[2]
+
+
+def test_simulated_stellar_metallicity_offsets_have_the_declared_scatter_and_show_in_colours():
+    from galppl.data import simulate
+    from galppl.data.mock import properties as mprop
+
+    drawn = mprop.draw_stellar_metallicity_offset(np.random.default_rng(0), 20_000)
+    assert abs(drawn.mean()) < 0.005
+    assert drawn.std() == pytest.approx(mprop.STELLAR_METALLICITY_SCATTER, rel=0.02)
+    cat = simulate(3000, seed=1, image_size=None, cache=False)
+    offset = cat["stellar_metallicity_offset"].values
+    assert cat["stellar_metallicity_offset"].attrs["units"] == "dex"
+    # the flux limit keeps the bluer, brighter metal-poor galaxies a little more often
+    assert -0.06 < offset.mean() < 0.0
+    assert offset.std() == pytest.approx(mprop.STELLAR_METALLICITY_SCATTER, rel=0.08)
+    # it is visible in the photometry: at fixed true mass and youth the richer galaxies are redder
+    red = (cat["quenched"].values == 1) & (np.abs(cat["true_log_mstar"].values - 10.9) < 0.3)
+    g_r = cat["rest_abs_mag"].values[red, 1] - cat["rest_abs_mag"].values[red, 2]
+    assert np.corrcoef(offset[red], g_r)[0, 1] > 0.5

@@ -190,6 +190,11 @@ def young_fraction(log_ssfr):
 # Colour-magnitude (metallicity) tilt of the spectrum: mag per dex of mass above 10.5, by band
 # (more massive galaxies are more metal rich and redder at fixed age; cf. Gallazzi et al. 2005).
 METALLICITY_TILT = np.array([0.12, 0.05, 0.0, -0.015, -0.03])
+# The tilt per dex of stellar metallicity: the stellar mass-metallicity relation rises by ~0.3
+# dex per dex of mass around log M* = 10.5 (Gallazzi et al. 2005, MNRAS 362, 41), so one dex of
+# [Z/H] reddens g-r by 0.05 / 0.3 = 0.17 mag, as old single populations of Bruzual & Charlot
+# 2003 do between 0.4 and 1 Z_sun (~0.18 mag per dex).
+STELLAR_MZR_SLOPE = 0.3
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,7 @@ def galaxy_photometry(
     bulge_to_total,
     ebv_mw,
     ml_offset=None,
+    metallicity_offset=None,
 ) -> Photometry:
     """Noiseless rest-frame and observed ugriz of each galaxy, split into bulge and disc.
 
@@ -248,13 +254,19 @@ def galaxy_photometry(
     and the distance modulus; Milky Way extinction A = R_band E(B-V) (Schlafly & Finkbeiner
     2011). Observed bulge + disc fluxes equal the total exactly. ``ml_offset`` (dex, per
     galaxy) is the galaxy's own departure from the colour-based M/L (``ML_INTRINSIC_SCATTER``):
-    what its colours cannot tell.
+    what its colours cannot tell. ``metallicity_offset`` (dex, per galaxy) is its stellar
+    metallicity's departure from the mean at its mass: it tilts the spectrum as
+    ``METALLICITY_TILT`` per ``STELLAR_MZR_SLOPE`` dex, so it moves colours and, through them,
+    the colour-based M/L.
     """
     n = np.shape(z)[0]
     zero = np.zeros(n)
     w_b, w_d = split_youth(young_fraction(log_ssfr), bulge_to_total)
     bt = np.asarray(bulge_to_total, dtype=float)[:, None]
-    tilt = METALLICITY_TILT[None, :] * (np.asarray(log_mstar) - 10.5)[:, None]
+    metallicity = STELLAR_MZR_SLOPE * (np.asarray(log_mstar) - 10.5)  # dex about log M* = 10.5's mean
+    if metallicity_offset is not None:
+        metallicity = metallicity + np.asarray(metallicity_offset)
+    tilt = METALLICITY_TILT[None, :] * (metallicity / STELLAR_MZR_SLOPE)[:, None]
     rest_b = table.fluxes(zero, ebv_stellar, w_b)
     rest_d = table.fluxes(zero, ebv_stellar, w_d)
     norm_b = bt / rest_b[:, 2:3]  # bulge share of attenuated rest r light, per unit SED flux

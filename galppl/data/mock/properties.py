@@ -51,6 +51,14 @@ SIGMA_MIN_RELIABLE = 70.0  # km/s, SDSS instrumental resolution
 SIGMA_MAX_RELIABLE = 420.0  # km/s
 SPURIOUS_SIGMA_FRACTION = 0.005
 
+# Stellar metallicity at fixed mass scatters by ~0.2 dex in SDSS (Gallazzi et al. 2005, MNRAS
+# 362, 41: the 16-84th percentile range at fixed mass is ~0.3-0.6 dex, widest at low mass);
+# with age at fixed metallicity it is what spreads the red sequence (Worthey 1994's age-
+# metallicity degeneracy: in broad-band colours both move along one direction). 0.2 brings the
+# mock's g-r and u-g spread at fixed redshift up to dr9_galaxyzoo_5k's (benchmarks/
+# simulator_fidelity.py (f)); galppl-mock-sky 0.2 had none, and its red sequence was 20-30%
+# narrower than the real one.
+STELLAR_METALLICITY_SCATTER = 0.2
 DUST_SCATTER = 0.3  # mag, around Garn & Best 2010
 SIZE_SCATTER = 0.2  # dex, around Shen et al. 2003
 DISC_THICKNESS = 0.15  # intrinsic axis ratio of an edge-on disc
@@ -94,6 +102,11 @@ def draw_oh(rng: np.random.Generator, log_mstar, log_sfr, age_gyr) -> np.ndarray
     x = np.clip(log_mstar, 8.5, 11.5)
     d_ms = np.clip(log_sfr - speagle14_main_sequence(log_mstar, age_gyr) - MS_OFFSET, -1.5, 1.5)
     return tremonti04_mzr(x) + FMR_SLOPE * d_ms + MZR_SCATTER * rng.standard_normal(np.shape(log_mstar))
+
+
+def draw_stellar_metallicity_offset(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Stellar [Z/H] departure from the mean at the galaxy's mass [dex] (Gallazzi et al. 2005)."""
+    return STELLAR_METALLICITY_SCATTER * rng.standard_normal(n)
 
 
 def draw_bulge_to_total(rng: np.random.Generator, log_mstar, quenched) -> np.ndarray:

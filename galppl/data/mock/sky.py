@@ -27,7 +27,7 @@ from galppl.data.mock import properties as mprop
 from galppl.data.schema import BANDS, CHANNELS, FLUX_UNIT, attrs_for, flag, new_catalog, validate
 from galppl.physics import H0, OMEGA_M, log_mbh_from_sigma
 
-SIMULATOR_VERSION = "galppl-mock-sky 0.2"
+SIMULATOR_VERSION = "galppl-mock-sky 0.3"
 CACHE_ENV = "GALPPL_CACHE"
 PIXEL_SCALE = 0.396  # arcsec / pixel (SDSS)
 _MAX_BATCH = 200_000
@@ -51,6 +51,7 @@ CITATIONS = (
     "Kewley et al. 2001, ApJ 556, 121 (BPT maximum starburst line)",
     "Brinchmann et al. 2004, MNRAS 351, 1151 (line S/N and BPT classes)",
     "Bell et al. 2003, ApJS 149, 289 (colour-based M/L)",
+    "Gallazzi et al. 2005, MNRAS 362, 41 (stellar metallicity at fixed mass)",
     "Schlafly & Finkbeiner 2011, ApJ 737, 103 (Milky Way extinction coefficients)",
     "Lupton, Gunn & Szalay 1999, AJ 118, 1406 (asinh magnitudes)",
 )
@@ -136,7 +137,8 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
 
     # stellar continuum, then the whole galaxy's emission lines in the bands they fall in
     ml_offset = mp.ML_INTRINSIC_SCATTER * rng.standard_normal(size)
-    phot = mp.galaxy_photometry(tables.sed, z, dm, log_m, log_ssfr, ebv_star, bt, ebv_mw, ml_offset)
+    z_star = mprop.draw_stellar_metallicity_offset(rng, size)
+    phot = mp.galaxy_photometry(tables.sed, z, dm, log_m, log_ssfr, ebv_star, bt, ebv_mw, ml_offset, z_star)
     phot = mp.add_emission_lines(phot, mp.line_band_fluxes(z, total_lines.as_dict_short(), a_ha), quenched)
     mag, mag_err = mp.observe_magnitudes(rng, phot.mag, r50, psf_r)
 
@@ -182,7 +184,7 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
         "sigma_spurious": sigma_spurious.astype(np.int8), "sigma_missing": sigma_missing,
         "bulge_to_total": bt, "r50": r50, "r50_kpc": r50_kpc, "r50_bulge": r50_b, "r50_disc": r50_d,
         "axis_ratio": q_disc, "axis_ratio_bulge": q_bulge, "position_angle": pa, "clumpiness": clump,
-        "a_halpha": a_ha, "ebv_stellar": ebv_star, "ebv": ebv_mw,
+        "stellar_metallicity_offset": z_star, "a_halpha": a_ha, "ebv_stellar": ebv_star, "ebv": ebv_mw,
         "fibre_fraction": fib_tot, "psf_fwhm": psf,
         "mag_petro_r": mag_petro_r, "mu50_r": mu50_r,
         "bulge_flux": phot.bulge_flux[:, 1:4], "disc_flux": phot.disc_flux[:, 1:4],
@@ -218,6 +220,7 @@ _EXTRA = {
     "axis_ratio_bulge": ("", "bulge axis ratio b/a"),
     "position_angle": ("deg", "position angle of the major axis"),
     "clumpiness": ("", "0..1 strength of star-forming clumps / spiral structure in the image"),
+    "stellar_metallicity_offset": ("dex", "stellar [Z/H] minus the mean at the galaxy's mass (Gallazzi et al. 2005)"),
     "a_halpha": ("mag", "internal dust attenuation at H-alpha (Garn & Best 2010)"),
     "ebv_stellar": ("mag", "internal E(B-V) of the stellar continuum (Calzetti 2000)"),
     "ebv": ("mag", "Milky Way E(B-V) (SFD scale) towards the galaxy"),
