@@ -78,9 +78,10 @@ def test_recalibrate_changes_only_the_calibration_buffers_and_records_them(catal
 def test_recalibrate_needs_some_labelled_galaxies_and_names_the_variables_it_leaves(catalog, posterior):
     model = copy.deepcopy(posterior)
     few = held_out(catalog, model).isel(galaxy=slice(0, 9))
-    with pytest.raises(ValueError, match=r"no variable can be recalibrated on this catalog \(each needs at least 10 "
-                                         r"of its 9 usable, in-distribution galaxies labelled\): "
-                                         r"block 'core': log_mstar labelled on 9"):
+    usable = int((~model.featurizer.ood_scores(model.features(few))["out_of_distribution"].values).sum())
+    with pytest.raises(ValueError, match=rf"no variable can be recalibrated on this catalog \(each needs at least 10 "
+                                         rf"of its {usable} usable, in-distribution galaxies labelled\): "
+                                         rf"block 'core': log_mstar labelled on {usable}"):
         model.recalibrate(few)
     before = state(model)
     with pytest.warns(UserWarning, match=r"leaves the calibration of some variables as it was .*block 'bh': "
@@ -105,12 +106,18 @@ def coverage_and_tarp(posterior, catalog):
 def test_recalibrating_on_z_and_mstar_only_repairs_an_injected_z_error_and_keeps_the_rest(posterior):
     """A real catalog labels z and log M* only. The model's z posterior is made off-centre and
     too narrow (shift +0.3 sd, temperature halved); recalibration on 1,000 other galaxies with
-    z and log M* alone brings both to within 0.03 of nominal coverage on 1,000 more, leaves
+    z and log M* alone gives, on 1,000 more, the coverage that recalibrating the untouched
+    model gives (within 0.015: the injected error is undone), within 0.05 of nominal (the
+    three-epoch flow's shape is not the truth's, which location and scale cannot mend), leaves
     log SFR's (unlabelled) calibration bitwise alone, and the joint TARP no worse than the
     model's before the error was injected."""
     sky = simulate(2000, seed=9, image_size=None, cache=False)
     calibration_set, test_set = sky.isel(galaxy=slice(0, 1000)), sky.isel(galaxy=slice(1000, None))
     _, atc_fitted = coverage_and_tarp(posterior, test_set)
+    untouched = copy.deepcopy(posterior)
+    with pytest.warns(UserWarning, match=r"block 'core': log_sfr labelled on 0"):
+        untouched.recalibrate(calibration_set.drop_vars(NOT_Z_OR_MSTAR))
+    covered_untouched, _ = coverage_and_tarp(untouched, test_set)
     model = copy.deepcopy(posterior)
     z = model.chain.blocks[0].variables.index("z")
     model.chain.shift_core[z] += 0.3
@@ -131,7 +138,8 @@ def test_recalibrating_on_z_and_mstar_only_repairs_an_injected_z_error_and_keeps
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith(CALIBRATION_BUFFERS))
 
     covered, atc = coverage_and_tarp(model, test_set)
-    np.testing.assert_allclose(covered[:2], [[0.68, 0.95]] * 2, atol=0.03)
+    np.testing.assert_allclose(covered[:2], covered_untouched[:2], atol=0.015)
+    np.testing.assert_allclose(covered[:2], [[0.68, 0.95]] * 2, atol=0.05)
     assert abs(atc) <= abs(atc_fitted) + tarp_atc_stderr(1000)
 
 
