@@ -192,8 +192,8 @@ def young_fraction(log_ssfr):
 METALLICITY_TILT = np.array([0.12, 0.05, 0.0, -0.015, -0.03])
 # The tilt per dex of stellar metallicity: the stellar mass-metallicity relation rises by ~0.3
 # dex per dex of mass around log M* = 10.5 (Gallazzi et al. 2005, MNRAS 362, 41), so one dex of
-# [Z/H] reddens g-r by 0.05 / 0.3 = 0.17 mag, as old single populations of Bruzual & Charlot
-# 2003 do between 0.4 and 1 Z_sun (~0.18 mag per dex).
+# [Z/H] reddens g-r by 0.05 / 0.3 = 0.17 mag, roughly as old single populations of Bruzual &
+# Charlot 2003 do between 0.4 and 1 Z_sun.
 STELLAR_MZR_SLOPE = 0.3
 
 
@@ -263,10 +263,10 @@ def galaxy_photometry(
     zero = np.zeros(n)
     w_b, w_d = split_youth(young_fraction(log_ssfr), bulge_to_total)
     bt = np.asarray(bulge_to_total, dtype=float)[:, None]
-    metallicity = STELLAR_MZR_SLOPE * (np.asarray(log_mstar) - 10.5)  # dex about log M* = 10.5's mean
-    if metallicity_offset is not None:
-        metallicity = metallicity + np.asarray(metallicity_offset)
-    tilt = METALLICITY_TILT[None, :] * (metallicity / STELLAR_MZR_SLOPE)[:, None]
+    tilted_mass = np.asarray(log_mstar) - 10.5  # the mean spectrum at this mass ...
+    if metallicity_offset is not None:  # ... or at the mass whose mean metallicity the galaxy has
+        tilted_mass = tilted_mass + np.asarray(metallicity_offset) / STELLAR_MZR_SLOPE
+    tilt = METALLICITY_TILT[None, :] * tilted_mass[:, None]
     rest_b = table.fluxes(zero, ebv_stellar, w_b)
     rest_d = table.fluxes(zero, ebv_stellar, w_d)
     norm_b = bt / rest_b[:, 2:3]  # bulge share of attenuated rest r light, per unit SED flux

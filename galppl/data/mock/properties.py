@@ -51,8 +51,9 @@ SIGMA_MIN_RELIABLE = 70.0  # km/s, SDSS instrumental resolution
 SIGMA_MAX_RELIABLE = 420.0  # km/s
 SPURIOUS_SIGMA_FRACTION = 0.005
 
-# Stellar metallicity at fixed mass scatters by ~0.2 dex in SDSS (Gallazzi et al. 2005, MNRAS
-# 362, 41: the 16-84th percentile range at fixed mass is ~0.3-0.6 dex, widest at low mass);
+# Stellar metallicity at fixed mass scatters by a few tenths of a dex in SDSS (Gallazzi et al.
+# 2005, MNRAS 362, 41: a broad distribution between their 16th and 84th percentiles, widest at
+# low mass);
 # with age at fixed metallicity it is what spreads the red sequence (Worthey 1994's age-
 # metallicity degeneracy: in broad-band colours both move along one direction). 0.2 brings the
 # mock's g-r and u-g spread at fixed redshift up to dr9_galaxyzoo_5k's (benchmarks/
