@@ -81,27 +81,23 @@ def classifier_auc(x_mock, x_real, seed=0, folds=5) -> float:
     return float(cross_val_score(clf, x, y, cv=cv, scoring="roc_auc").mean())
 
 
+def cross_validated_predictions(x, y, seed=0, folds=5) -> np.ndarray:
+    """HistGradientBoostingRegressor's k-fold out-of-fold predictions of y from x."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    return cross_val_predict(HistGradientBoostingRegressor(random_state=seed), x, y,
+                             cv=KFold(folds, shuffle=True, random_state=seed))
+
+
 def cross_validated_rmse(x, y, seed=0, folds=5) -> float:
-    """RMSE of HistGradientBoostingRegressor's k-fold out-of-fold predictions of y from x."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.model_selection import KFold, cross_val_predict
-
-    predicted = cross_val_predict(HistGradientBoostingRegressor(random_state=seed), x, y,
-                                  cv=KFold(folds, shuffle=True, random_state=seed))
-    return float(np.sqrt(np.mean((predicted - y) ** 2)))
+    """RMSE of :func:`cross_validated_predictions`."""
+    return float(np.sqrt(np.mean((cross_validated_predictions(x, y, seed, folds) - y) ** 2)))
 
 
-def photoz_scatter(mag, z, seed=0, folds=5) -> tuple[float, float]:
-    """NMAD of dz/(1+z) and the fraction with |dz|/(1+z) > 0.05 of gradient boosting's k-fold
-    out-of-fold redshifts from ugriz magnitudes and colours."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.model_selection import KFold, cross_val_predict
-
-    x = np.column_stack([mag, mag[:, :-1] - mag[:, 1:]])
-    predicted = cross_val_predict(HistGradientBoostingRegressor(random_state=seed), x, z,
-                                  cv=KFold(folds, shuffle=True, random_state=seed))
-    dz = (predicted - z) / (1.0 + z)
-    return float(1.4826 * np.median(np.abs(dz - np.median(dz)))), float(np.mean(np.abs(dz) > 0.05))
+def photometry_features(mag) -> np.ndarray:
+    """(N, 9): the five magnitudes and the four adjacent colours."""
+    return np.column_stack([mag, mag[:, :-1] - mag[:, 1:]])
 
 
 def robust_sd(x) -> float:
@@ -158,6 +154,7 @@ def main(argv=None) -> dict:
     from scipy.stats import ks_2samp
 
     from galppl.data import simulate
+    from galppl.diagnostics import photoz_metrics
 
     gz, gsw, bh, oh_real = _real_catalogs()
     n_real = gz.sizes["galaxy"]
@@ -235,11 +232,11 @@ def main(argv=None) -> dict:
     # (e) predictability
     print("\n(e) predictability: gradient boosting on the mock's photometry, 5-fold RMSE (dex) | published real"
           f" (Zeraatgari et al. 2024) | mock / real (goal: within {PREDICTABILITY_TOLERANCE:.0%})")
-    photometry = np.column_stack([mag_dered, mag_dered[:, :-1] - mag_dered[:, 1:]])
+    photometry = photometry_features(mag_dered)
+    with_z = np.column_stack([photometry, mock["z"].values])
     for name, real_rmse in REAL_RMSE.items():
         y = mock[name].values
         rows = np.isfinite(y) & np.isfinite(photometry).all(1)
-        with_z = np.column_stack([photometry, mock["z"].values])
         rmse, rmse_z = (cross_validated_rmse(x[rows], y[rows], args.seed) for x in (photometry, with_z))
         ratio = rmse / real_rmse
         met = abs(ratio - 1) <= PREDICTABILITY_TOLERANCE
@@ -249,8 +246,9 @@ def main(argv=None) -> dict:
 
     # (f) colours at fixed redshift
     print("\n(f) colours at fixed redshift, mock | real (dr9_galaxyzoo_5k)")
-    (nmad_m, out_m), (nmad_r, out_r) = (photoz_scatter(m, zz, args.seed) for m, zz in
-                                        ((mag_dered, mock["z"].values), (real_mag, gz["z"].values)))
+    photoz_m, photoz_r = (photoz_metrics(zz, cross_validated_predictions(photometry_features(m), zz, args.seed))
+                          for m, zz in ((mag_dered, mock["z"].values), (real_mag, gz["z"].values)))
+    (nmad_m, out_m), (nmad_r, out_r) = ((p["nmad"], p["outliers_0.05"]) for p in (photoz_m, photoz_r))
     results.update(photoz_nmad=nmad_m, photoz_nmad_real=nmad_r, photoz_outliers=out_m, photoz_outliers_real=out_r)
     print(f"    photo-z from ugriz (gradient boosting, 5-fold): NMAD {nmad_m:.4f} | {nmad_r:.4f};"
           f" |dz|/(1+z) > 0.05: {out_m:.2%} | {out_r:.2%}")

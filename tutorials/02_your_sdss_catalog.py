@@ -76,14 +76,15 @@ catalog[["mag", "z", "log_mstar", "quality"]]
 # Every modelled variable has a physical support (`galppl.data.schema`: z in (0, 0.4), ...) that
 # no posterior draw can leave, and a fit refuses training values outside it rather than clip
 # them. The DR9 file holds one redshift of -1.4e-5, flagged `negative_redshift` by the loader:
-# set such values missing (the galaxy still trains the mass), so the choice is visible here.
+# `unphysical_as_missing` sets every label outside its support missing (the galaxy still trains
+# the mass; its `missing_target` bit says so) and returns which, so the choice is visible here.
 
 # %%
-from galppl.data.schema import QUALITY_BITS
+from galppl.data.schema import unphysical_as_missing
 
-negative = (catalog["quality"] & QUALITY_BITS["negative_redshift"]) > 0
-catalog["z"] = catalog["z"].where(~negative)
-print(int(negative.sum()), "negative redshift(s) set missing")
+catalog, changed = unphysical_as_missing(catalog)
+for name, ids in changed.items():
+    print(f"{name}: {len(ids)} value(s) outside its support set missing (galaxy ids {ids[:5]})")
 
 # %% [markdown]
 # ## Fit, photometry only

@@ -53,9 +53,8 @@ SPURIOUS_SIGMA_FRACTION = 0.005
 
 # Stellar metallicity at fixed mass scatters by a few tenths of a dex in SDSS (Gallazzi et al.
 # 2005, MNRAS 362, 41: a broad distribution between their 16th and 84th percentiles, widest at
-# low mass);
-# with age at fixed metallicity it is what spreads the red sequence (Worthey 1994's age-
-# metallicity degeneracy: in broad-band colours both move along one direction). 0.2 brings the
+# low mass); with age at fixed metallicity it is what spreads the red sequence (Worthey 1994's
+# age-metallicity degeneracy: in broad-band colours both move along one direction). 0.2 brings the
 # mock's g-r and u-g spread at fixed redshift up to dr9_galaxyzoo_5k's (benchmarks/
 # simulator_fidelity.py (f)); galppl-mock-sky 0.2 had none, and its red sequence was 20-30%
 # narrower than the real one.
