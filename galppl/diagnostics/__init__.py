@@ -12,7 +12,7 @@ from ._checks import DiagnosticsError
 from .accuracy import accuracy, point_metrics
 from .bpt import bpt_probabilities, bpt_reliability, class_reliability, mean_bpt_ratios
 from .calibration import coverage, pit, pit_uniformity, tarp, tarp_coverage
-from .conditional import binned_calibration, conditional_calibration
+from .conditional import POSTERIOR_SD, binned_calibration, conditional_calibration
 from .detection import detection
 from .goals import calibration_goals
 from .interpret import latent_embedding, latent_embeddings, latent_regression, perturbation_strip, separation_accuracy
@@ -34,6 +34,7 @@ from .sbc import sbc
 from .uncertainty import uncertainty_split
 
 __all__ = [
+    "POSTERIOR_SD",
     "DiagnosticsError",
     "accuracy",
     "binned_calibration",

@@ -13,6 +13,11 @@ so in the outer bins of the truth the truths lie in the posteriors' tails (a fre
 coverage test; e.g. PIT means of about 0.39 and 0.60 in the outer quartiles of a calibrated
 synthetic posterior whose width is a quarter of the spread).
 
+Each parameter's own posterior width is such a function of ``x`` too (:data:`POSTERIOR_SD`):
+binned on it, a posterior whose narrow intervals are too narrow and wide ones too wide (a flow
+that has not learned how the residuals' spread varies, which no single temperature fixes)
+fails the outer bins in opposite directions while its marginal coverage is right.
+
 Layered as arviz-stats does: `binned_calibration_values` (numpy) -> `binned_calibration`
 (xarray in, xarray out) -> `conditional_calibration` (an InferenceData).
 """
@@ -30,6 +35,8 @@ from .calibration import check_levels, interval_hits, pit, uniformity_test
 
 # Conditioning variables by label: the catalog's r magnitude, redshift and stellar mass.
 DEFAULT_CONDITIONS = {"r": ("mag", "r"), "z": "z", "log_mstar": "log_mstar"}
+# A `by` entry binning each parameter's galaxies on that parameter's own posterior standard deviation.
+POSTERIOR_SD = "posterior standard deviation"
 DEFAULT_BINS = 4  # quartiles
 CALIBRATION_LEVELS = (0.68, 0.95)
 CONDITION_ON = ("estimate", "truth")
@@ -76,7 +83,8 @@ def binned_calibration(
         (parameter, level, galaxy): 1 where the truth lies in the central credible interval of
         that level, 0 outside, NaN without a truth.
     conditions : xarray.Dataset
-        One (galaxy,) variable per conditioning variable; galaxies with a NaN value are in no bin.
+        One (galaxy,) variable per conditioning variable, or (parameter, galaxy) for values of
+        each parameter's own (its posterior width); galaxies with a NaN value are in no bin.
     bins : int
         Quantile bins per conditioning variable (fewer when it takes fewer distinct values).
 
@@ -107,10 +115,12 @@ def binned_calibration(
     high = np.full_like(low, np.nan)
     missing = np.zeros(len(labels), dtype=int)
     for j, label in enumerate(labels):
-        values = conditions[label].values.astype(float)
-        bin_edges(values, int(bins), f"the conditioning variable {label!r}")  # raises when it has no finite value
-        missing[j] = int(np.isnan(values).sum())
+        condition = conditions[label].astype(float)
+        per_parameter = "parameter" in condition.dims
+        bin_edges(condition.values.ravel(), int(bins), f"the conditioning variable {label!r}")  # raises when it has no finite value
+        missing[j] = int(np.isnan(condition.values).reshape(-1, condition.sizes[GALAXY]).any(0).sum())
         for i, name in enumerate(names):
+            values = (condition.sel(parameter=name) if per_parameter else condition).values
             # Quantiles among the galaxies with this parameter's truth: O/H, measured on a fifth
             # of the galaxies (mostly low-mass ones), gets four filled bins of stellar mass too.
             has_truth = np.isfinite(pit_ds[name].values) & np.isfinite(values)
@@ -155,12 +165,14 @@ def binned_calibration(
 
 
 def condition_values(
-    idata, by: Mapping | Sequence | None, condition_on: str, *, skip_missing: bool, func: str
+    idata, by: Mapping | Sequence | None, condition_on: str, names: Sequence[str], *, skip_missing: bool, func: str
 ) -> tuple[xr.Dataset, dict[str, str]]:
     """The conditioning values, a (galaxy,) variable per label, and the skipped labels.
 
     A ``by`` entry that names a posterior parameter is binned on its posterior median when
-    ``condition_on`` is "estimate", on its truth in ``observed_data`` when "truth". An absent
+    ``condition_on`` is "estimate", on its truth in ``observed_data`` when "truth";
+    :data:`POSTERIOR_SD` gives a (parameter, galaxy) variable: the posterior standard
+    deviation of each of ``names``. An absent
     variable raises `DiagnosticsError` naming it and what the InferenceData holds, or, with
     ``skip_missing``, is returned in the dict label -> reason.
     """
@@ -176,6 +188,10 @@ def condition_values(
     n_gal = post.sizes[GALAXY]
     values, skipped = {}, {}
     for label, spec in by.items():
+        if isinstance(spec, str) and spec == POSTERIOR_SD:
+            sd = np.stack([post[n].std(SAMPLE_DIMS).values for n in names])
+            values[str(label)] = xr.DataArray(sd, dims=("parameter", GALAXY), coords={"parameter": list(names)})
+            continue
         if condition_on == "estimate" and isinstance(spec, str) and spec in post.data_vars:
             spec = post[spec].median(SAMPLE_DIMS)
         try:
@@ -187,7 +203,8 @@ def condition_values(
     if not values:
         raise DiagnosticsError(f"{func}: no conditioning variable is available: " + "; ".join(skipped.values()))
     coords = {GALAXY: post[GALAXY].values} if GALAXY in post.coords else {}
-    return xr.Dataset({k: (GALAXY, v) for k, v in values.items()}, coords=coords), skipped
+    arrays = {k: v if isinstance(v, xr.DataArray) else xr.DataArray(v, dims=(GALAXY,)) for k, v in values.items()}
+    return xr.Dataset(arrays).assign_coords(coords), skipped
 
 
 def conditional_calibration(
@@ -209,7 +226,8 @@ def conditional_calibration(
         Needs ``posterior`` and ``observed_data`` (the truth); ``constant_data["mag"]`` for r.
     by : dict label -> variable, or a list of variables, optional
         The conditioning variables, each as `accuracy`'s ``by`` takes it (``"z"``,
-        ``("mag", "r")``, a (galaxy,) DataArray). Default `DEFAULT_CONDITIONS`: r magnitude
+        ``("mag", "r")``, a (galaxy,) DataArray), or :data:`POSTERIOR_SD` (each parameter's
+        galaxies binned on its own posterior standard deviation). Default `DEFAULT_CONDITIONS`: r magnitude
         (mag), redshift and stellar mass (dex(Msun)).
     var_names : str or list of str, optional
         Parameters; default every continuous parameter with a truth.
@@ -235,7 +253,7 @@ def conditional_calibration(
     names = resolve_var_names(idata, var_names, "conditional_calibration")
     levels = check_levels(levels, "central", "conditional_calibration")
     conditions, skipped = condition_values(
-        idata, by, condition_on, skip_missing=skip_missing, func="conditional_calibration"
+        idata, by, condition_on, names, skip_missing=skip_missing, func="conditional_calibration"
     )
     pit_ds = pit(idata, names, seed=seed)
     hits = xr.DataArray(

@@ -19,7 +19,7 @@ from ._checks import DiagnosticsError, is_simulated, require, resolve_var_names
 from .accuracy import accuracy
 from .bpt import bpt_reliability, has_line_draws
 from .calibration import TARP_MIN_TRUTH_FRACTION, coverage, pit, pit_uniformity, tarp, tarp_parameters
-from .conditional import conditional_calibration
+from .conditional import DEFAULT_CONDITIONS, POSTERIOR_SD, conditional_calibration
 from .detection import detection
 from .goals import (
     GOAL_BAND_PROB,
@@ -205,12 +205,14 @@ def report(
         w.figure(plot_coverage(cov), "coverage", "coverage vs nominal")
 
     def _conditional():
-        cond = conditional_calibration(idata, var_names=names, skip_missing=True, seed=seed)
+        by = {**DEFAULT_CONDITIONS, "posterior sd": POSTERIOR_SD}
+        cond = conditional_calibration(idata, by, var_names=names, skip_missing=True, seed=seed)
         w.add(
             f"Coverage of the central 68% and 95% intervals and the PIT in quartile bins of each "
             "conditioning variable (a parameter as condition: its posterior median, since a calibrated "
-            "posterior need not cover at the nominal rate conditional on the truth). dev: (coverage - "
-            "nominal) / binomial standard error; PIT mean 0.5 when calibrated."
+            "posterior need not cover at the nominal rate conditional on the truth; posterior sd: each "
+            "parameter's own, which shows narrow posteriors that are too narrow and wide ones too wide). "
+            "dev: (coverage - nominal) / binomial standard error; PIT mean 0.5 when calibrated."
         )
         for reason in filter(None, cond.attrs["skipped"].split("\n")):
             w.add(f"_Not binned on {reason}_")

@@ -135,3 +135,30 @@ def test_each_parameter_is_binned_on_the_quantiles_of_its_own_galaxies():
     np.testing.assert_array_equal(ds["count"].sel(by="r", parameter="all"), [100, 100, 100, 100])
     np.testing.assert_array_equal(ds["count"].sel(by="r", parameter="faint"), [50, 50, 50, 50])
     np.testing.assert_allclose(ds["bin_low"].sel(by="r", parameter="faint"), np.quantile(r[r > 16], [0, 0.25, 0.5, 0.75]))
+
+
+def test_posterior_sd_bins_show_a_spread_that_was_not_learned():
+    """Each galaxy's posterior widened or narrowed by its own width relative to the median
+    (narrow ones too narrow, wide ones too wide): binned on r every bin is alike, binned on each
+    parameter's own posterior sd the narrowest quartile is over-confident and the widest
+    under-confident; a calibrated posterior passes both."""
+    from galppl.diagnostics import POSTERIOR_SD
+
+    calibrated = synthetic_idata(3000, 200, seed=3)
+    distorted = calibrated.copy()
+    for name in ["log_mstar", "z"]:
+        draws = distorted.posterior[name]
+        mean, sd = draws.mean(("chain", "draw")), draws.std(("chain", "draw"))
+        distorted.posterior[name] = mean + (draws - mean) * sd / sd.median()
+    by = {"r": ("mag", "r"), "sd": POSTERIOR_SD}
+    good = conditional_calibration(calibrated, by, var_names=["log_mstar", "z"])
+    bad = conditional_calibration(distorted, by, var_names=["log_mstar", "z"])
+    assert (np.abs(good["deviation"]) < 3.5).all(), float(np.abs(good["deviation"]).max())
+    on_r = bad["coverage"].sel(by="r")  # off overall, but alike in every bin of r
+    assert (np.abs(on_r - on_r.mean("bin")) / bad["stderr"].sel(by="r") < 3.5).all()
+    worst = bad["deviation"].sel(by="sd", level=0.68)
+    assert (worst.isel(bin=0) < -4).all() and (worst.isel(bin=-1) > 4).all(), worst.values
+    # The bins are each parameter's own quartiles of its posterior sd.
+    sd = distorted.posterior["z"].std(("chain", "draw")).values
+    np.testing.assert_allclose(bad["bin_low"].sel(by="sd", parameter="z"), np.quantile(sd, [0, 0.25, 0.5, 0.75]))
+    assert (bad["count"].sel(by="sd") == 750).all()

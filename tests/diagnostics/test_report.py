@@ -43,9 +43,9 @@ def test_report_writes_markdown_and_figures(tmp_path):
     assert float(row.split("|")[3]) < 0.55
     # Conditional calibration: a table per conditioning variable, four quartile bins of 30 galaxies.
     conditional = _section(md, "Conditional calibration")
-    for by in ("r", "z", "log_mstar"):
+    for by in ("r", "z", "log_mstar", "posterior sd"):
         assert f"By **{by}**:" in conditional
-    assert len(re.findall(r"^\| log_mstar \| [-\d.]+ to [-\d.]+ \| 30 \|", conditional, re.M)) == 12
+    assert len(re.findall(r"^\| log_mstar \| [-\d.]+ to [-\d.]+ \| 30 \|", conditional, re.M)) == 16
     # Calibration goals: the over-confident posteriors fail the per-bin coverage goal.
     goals = _section(md, "Calibration goals")
     assert re.search(r"^\| coverage_per_bin \| log_mstar \| [\d.]+ \| 0.02 \| [\d.]+ \| \*\*FAIL\*\* \|", goals, re.M)
@@ -90,7 +90,7 @@ def test_report_of_a_joint_fit_checks_properties_and_line_fluxes(tmp_path):
     md = gd.report(joint, tmp_path, var_names=["log_mstar", "z", "flux_halpha", "flux_nii"], band_trials=100).read_text()
     conditional = _section(md, "Conditional calibration")
     assert "Not binned" not in conditional
-    assert len(re.findall(r"^\| flux_nii \| ", conditional, re.M)) == 3 * 4
+    assert len(re.findall(r"^\| flux_nii \| ", conditional, re.M)) == 4 * 4
     goals = _section(md, "Calibration goals")
     for goal in ("sbc_ecdf_in_band", "pit_mean", "coverage_per_bin"):
         assert len(re.findall(rf"^\| {goal} \| (log_mstar|z|flux_halpha|flux_nii) \|", goals, re.M)) == 4
