@@ -117,8 +117,9 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
     variable's marginal from :data:`MARGINAL_DRAWS` draws; on at most ``max_galaxies`` galaxies (a
     seeded subset). Shift and log T (with ``outliers`` and at least :data:`MIN_OUTLIER_GALAXIES`
     galaxies, also each variable's outlier share and widening, module docstring) are found
-    together by L-BFGS (``max_iter`` iterations), then the shift is centred on the mean PIT of
-    all the labelled galaxies (:func:`_centre`). Only the buffers named by
+    together by L-BFGS (``max_iter`` iterations), then the temperature is scaled to the most
+    uniform PIT and the shift centred on the mean PIT of all the labelled galaxies
+    (:func:`_centre`). Only the buffers named by
     :data:`CALIBRATION_BUFFERS` change, and of those only the refitted variables' entries. The
     draws are seeded with ``seed`` (the caller's random state is left as it was), so a
     recalibration is reproducible. Call it on the validation set, never on the test set.
