@@ -167,7 +167,8 @@ def binned_calibration(
 def condition_values(
     idata, by: Mapping | Sequence | None, condition_on: str, names: Sequence[str], *, skip_missing: bool, func: str
 ) -> tuple[xr.Dataset, dict[str, str]]:
-    """The conditioning values, a (galaxy,) variable per label, and the skipped labels.
+    """The conditioning values, a (galaxy,) or (parameter, galaxy) variable per label, and the
+    skipped labels.
 
     A ``by`` entry that names a posterior parameter is binned on its posterior median when
     ``condition_on`` is "estimate", on its truth in ``observed_data`` when "truth";
@@ -227,8 +228,8 @@ def conditional_calibration(
     by : dict label -> variable, or a list of variables, optional
         The conditioning variables, each as `accuracy`'s ``by`` takes it (``"z"``,
         ``("mag", "r")``, a (galaxy,) DataArray), or :data:`POSTERIOR_SD` (each parameter's
-        galaxies binned on its own posterior standard deviation). Default `DEFAULT_CONDITIONS`: r magnitude
-        (mag), redshift and stellar mass (dex(Msun)).
+        galaxies binned on its own posterior standard deviation). Default
+        `DEFAULT_CONDITIONS`: r magnitude (mag), redshift and stellar mass (dex(Msun)).
     var_names : str or list of str, optional
         Parameters; default every continuous parameter with a truth.
     levels : sequence of float in (0, 1)
