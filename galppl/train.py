@@ -359,6 +359,13 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                                       "modules": sorted(modules), "desc": desc})
     saved = checkpoint.load() if checkpoint is not None else None
 
+    def diverged(how: str) -> FloatingPointError:
+        """The one error a blown-up fit raises, however torch noticed it."""
+        return FloatingPointError(
+            f"{desc + ': ' if desc else ''}training diverged: the loss went non-finite ({how}) at "
+            f"lr={config.lr:g}; use a smaller learning rate, or check the inputs for extreme values. The "
+            "modules hold the best weights seen before.")
+
     def diverged_as_floating_point(function):
         """``function`` (a step or an evaluation), with torch's complaint that a distribution's
         arguments hold NaN (weights blown up by the step before: "... found invalid values")
@@ -372,10 +379,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                     raise
                 _restore(modules, best_state)
                 _set_mode(modules, False)
-                raise FloatingPointError(
-                    f"{desc + ': ' if desc else ''}training diverged: the loss went non-finite (the weights blew "
-                    f"up) at lr={config.lr:g}; use a smaller learning rate. The modules hold the best weights "
-                    "seen before.") from error
+                raise diverged("the weights blew up") from error
         return call
 
     step, evaluate = diverged_as_floating_point(step), diverged_as_floating_point(evaluate)
@@ -412,11 +416,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                 if not math.isfinite(value):
                     _restore(modules, best_state)
                     _set_mode(modules, False)
-                    raise FloatingPointError(
-                        f"{desc + ': ' if desc else ''}the loss became {value} in epoch {epoch}, minibatch "
-                        f"{batch_index}; try a smaller learning rate (lr={config.lr}) or check the inputs "
-                        "for extreme values. The modules hold the best weights seen before."
-                    )
+                    raise diverged(f"{value} in epoch {epoch}, minibatch {batch_index}")
                 total += value / n_train * size
                 seen += size
                 if out_of_time():

@@ -170,7 +170,8 @@ def test_absolute_min_delta_counts_from_the_last_significant_improvement():
 def test_diverging_loss_names_epoch_and_minibatch():
     # An absurd learning rate throws the weights to ~1e30, so the float32 loss overflows.
     reg = Regression()
-    with pytest.raises(FloatingPointError, match=r"loss became inf in epoch \d+, minibatch \d+"):
+    with pytest.raises(FloatingPointError, match=r"training diverged: the loss went non-finite "
+                                                 r"\(inf in epoch \d+, minibatch \d+\) at lr=1e\+30"):
         fit(reg, line_data(64, 1.0, seed=12), None, max_epochs=3, lr=1e30, clip_norm=None)
     assert reg.linear.weight.item() == 0.0  # rolled back to the best (here: initial) weights
 
