@@ -360,7 +360,10 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     saved = checkpoint.load() if checkpoint is not None else None
 
     def diverged(how: str) -> FloatingPointError:
-        """The one error a blown-up fit raises, however torch noticed it."""
+        """Put the best weights back and return the one error a blown-up fit raises, however
+        torch noticed it."""
+        _restore(modules, best_state)
+        _set_mode(modules, False)
         return FloatingPointError(
             f"{desc + ': ' if desc else ''}training diverged: the loss went non-finite ({how}) at "
             f"lr={config.lr:g}; use a smaller learning rate, or check the inputs for extreme values. The "
@@ -377,8 +380,6 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
                 finite = all(torch.isfinite(p).all() for m in modules.values() for p in m.parameters())
                 if finite and "found invalid values" not in str(error):
                     raise
-                _restore(modules, best_state)
-                _set_mode(modules, False)
                 raise diverged("the weights blew up") from error
         return call
 
@@ -414,8 +415,6 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
             for batch_index, (batch, size) in enumerate(_batches(train, n_train, batch_size, generator)):
                 value = step(batch, n_train, epoch == 0 and batch_index == 0)
                 if not math.isfinite(value):
-                    _restore(modules, best_state)
-                    _set_mode(modules, False)
                     raise diverged(f"{value} in epoch {epoch}, minibatch {batch_index}")
                 total += value / n_train * size
                 seen += size

@@ -173,9 +173,9 @@ def condition_values(
     A ``by`` entry that names a posterior parameter is binned on its posterior median when
     ``condition_on`` is "estimate", on its truth in ``observed_data`` when "truth";
     :data:`POSTERIOR_SD` gives a (parameter, galaxy) variable: the posterior standard
-    deviation of each of ``names``. An absent
-    variable raises `DiagnosticsError` naming it and what the InferenceData holds, or, with
-    ``skip_missing``, is returned in the dict label -> reason.
+    deviation of each of ``names``. An absent variable raises `DiagnosticsError` naming it and
+    what the InferenceData holds, or, with ``skip_missing``, is returned in the dict label ->
+    reason.
     """
     if condition_on not in CONDITION_ON:
         raise DiagnosticsError(f"{func}: condition_on must be one of {CONDITION_ON}, got {condition_on!r}")
