@@ -9,7 +9,8 @@ SDSS extracts in ../shared/data/sdss (see PROVENANCE.md there):
 (c) M_BH-sigma against bh_msigma_compilation: slope, intercept, scatter;
 (d) n(z) and r-magnitude distributions: quantiles and KS statistics;
 (e) predictability: how well gradient boosting reads log SFR, log M* and 12+log(O/H) from the
-    mock's ugriz photometry (5-fold RMSE, without and with the redshift as an input), against
+    mock's ugriz photometry (5-fold RMSE, without and with the redshift as an input, and against
+    the hidden truth instead of the catalog's measured value), against
     what published models reach on real SDSS galaxies with MPA-JHU labels (:data:`REAL_RMSE`):
     a mock whose properties are much easier or harder to read than the real sky's trains
     models that transfer badly (goal: within 25%);
@@ -240,9 +241,13 @@ def main(argv=None) -> dict:
         rmse, rmse_z = (cross_validated_rmse(x[rows], y[rows], args.seed) for x in (photometry, with_z))
         ratio = rmse / real_rmse
         met = abs(ratio - 1) <= PREDICTABILITY_TOLERANCE
-        results[f"rmse_{name}"], results[f"rmse_{name}_with_z"] = rmse, rmse_z
-        print(f"    {name:10s} {rmse:.3f} (with z {rmse_z:.3f}) | {real_rmse:.3f} | {ratio:.2f} "
-              f"[{'met' if met else 'NOT met'}] ({rows.sum()} galaxies)")
+        # The same photometry read against the hidden truth: what the catalog's measurement
+        # error adds (its kind matters: random here, a function of the spectrum in MPA-JHU's
+        # D4000-based SFRs of passive galaxies, Brinchmann et al. 2004).
+        rmse_true = cross_validated_rmse(photometry[rows], mock[f"true_{name}"].values[rows], args.seed)
+        results[f"rmse_{name}"], results[f"rmse_{name}_with_z"], results[f"rmse_true_{name}"] = rmse, rmse_z, rmse_true
+        print(f"    {name:10s} {rmse:.3f} (with z {rmse_z:.3f}; against the truth {rmse_true:.3f}) | {real_rmse:.3f} |"
+              f" {ratio:.2f} [{'met' if met else 'NOT met'}] ({rows.sum()} galaxies)")
 
     # (f) colours at fixed redshift
     print("\n(f) colours at fixed redshift, mock | real (dr9_galaxyzoo_5k)")
