@@ -24,10 +24,11 @@ from galppl.data.mock import lines as ml
 from galppl.data.mock import photometry as mp
 from galppl.data.mock import population as mpop
 from galppl.data.mock import properties as mprop
+from galppl.data.mock.d4000 import BREAK_NOISE, BreakEstimator
 from galppl.data.schema import BANDS, CHANNELS, FLUX_UNIT, attrs_for, flag, new_catalog, validate
 from galppl.physics import H0, OMEGA_M, log_mbh_from_sigma
 
-SIMULATOR_VERSION = "galppl-mock-sky 0.3"
+SIMULATOR_VERSION = "galppl-mock-sky 0.4"
 CACHE_ENV = "GALPPL_CACHE"
 PIXEL_SCALE = 0.396  # arcsec / pixel (SDSS)
 _MAX_BATCH = 200_000
@@ -94,6 +95,7 @@ class _Tables:
         self.dist = mpop.DistanceTable.build()
         self.grid = mpop.PopulationGrid.build(self.dist)
         self.sed = mp.SEDTable.build()
+        self.break_estimator = BreakEstimator.build(self.grid, self.dist, self.sed)
 
 
 def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str, np.ndarray]:
@@ -156,11 +158,17 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
     sigma, sigma_err, sigma_spurious, sigma_missing = mprop.measure_sigma(rng, true_sigma)
     # MPA-JHU-like catalog values. Stellar mass is fitted to the photometry: the colour-based
     # estimate (blind to the galaxy's own M/L offset) plus a small fitting noise; its quoted
-    # error (0.07-0.12 dex) covers both. SFR: truth + the quoted error (~0.15 dex on the main
-    # sequence, ~0.5 dex for quenched galaxies whose SFR comes from D4000).
+    # error (0.07-0.12 dex) covers both. SFR of star-forming galaxies (from H-alpha): truth +
+    # the quoted error (0.1-0.25 dex); of quenched ones: from the 4000 A break (d4000 module),
+    # the median sSFR at their measured break times their catalog mass.
     mstar_err = rng.uniform(0.07, 0.12, size)
     log_mstar_cat = log_m - ml_offset + MSTAR_FIT_NOISE * rng.standard_normal(size)
-    sfr_err = np.where(quenched, rng.uniform(0.35, 0.7, size), rng.uniform(0.1, 0.25, size))
+    sfr_noise = rng.standard_normal(size)
+    line_sfr_err = rng.uniform(0.1, 0.25, size)
+    measured_break = mp.break_colour(tables.sed, log_ssfr, bt, log_m, z_star) + BREAK_NOISE * sfr_noise
+    break_log_ssfr, break_sfr_err = tables.break_estimator(measured_break)
+    log_sfr_cat = np.where(quenched, log_mstar_cat + break_log_ssfr, log_sfr + line_sfr_err * sfr_noise)
+    sfr_err = np.where(quenched, break_sfr_err, line_sfr_err)
     ra, dec = mpop.sky_positions(rng, size)
     # Redshift errors of SDSS spectra are ~3e-5 (Bolton et al. 2012)
     z_obs = z + 3e-5 * rng.standard_normal(size)
@@ -169,7 +177,7 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
         "ra": ra, "dec": dec,
         "mag": mag, "mag_err": mag_err, "extinction": phot.extinction,
         "log_mstar": log_mstar_cat, "log_mstar_err": mstar_err,
-        "log_sfr": log_sfr + sfr_err * rng.standard_normal(size), "log_sfr_err": sfr_err,
+        "log_sfr": log_sfr_cat, "log_sfr_err": sfr_err,
         "z": z_obs,
         "sigma": sigma, "sigma_err": sigma_err,
         "log_mbh": log_mbh_from_sigma(sigma),
