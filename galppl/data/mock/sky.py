@@ -163,15 +163,18 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
     # the median sSFR at their measured break times their catalog mass.
     mstar_err = rng.uniform(0.07, 0.12, size)
     log_mstar_cat = log_m - ml_offset + MSTAR_FIT_NOISE * rng.standard_normal(size)
-    sfr_noise = rng.standard_normal(size)
+    # (galppl-mock-sky 0.3 drew a quenched galaxy's SFR error uniform in 0.35-0.7 dex here: the
+    # draw is kept, unused, so that every other value of a seed's catalog is as it was.)
+    rng.uniform(size=size)
     line_sfr_err = rng.uniform(0.1, 0.25, size)
+    ra, dec = mpop.sky_positions(rng, size)
+    # Redshift errors of SDSS spectra are ~3e-5 (Bolton et al. 2012)
+    z_obs = z + 3e-5 * rng.standard_normal(size)
+    sfr_noise = rng.standard_normal(size)  # of the H-alpha SFR, or of the break
     measured_break = mp.break_colour(tables.sed, log_ssfr, bt, log_m, z_star) + BREAK_NOISE * sfr_noise
     break_log_ssfr, break_sfr_err = tables.break_estimator(measured_break)
     log_sfr_cat = np.where(quenched, log_mstar_cat + break_log_ssfr, log_sfr + line_sfr_err * sfr_noise)
     sfr_err = np.where(quenched, break_sfr_err, line_sfr_err)
-    ra, dec = mpop.sky_positions(rng, size)
-    # Redshift errors of SDSS spectra are ~3e-5 (Bolton et al. 2012)
-    z_obs = z + 3e-5 * rng.standard_normal(size)
 
     out = {
         "ra": ra, "dec": dec,
