@@ -38,7 +38,13 @@ MS_OFFSET = -0.25
 QUENCHED_LOG_SSFR = -12.0  # yr-1, MPA-JHU D4000-based SFRs of red galaxies
 QUENCHED_SSFR_SCATTER = 0.4
 
-MZR_SCATTER = 0.1  # dex, Tremonti et al. 2004
+# Scatter of O/H about the fundamental metallicity relation: ~0.05 dex (Mannucci et al. 2010;
+# 0.054 in Curti et al. 2020), "compatible with the measurement uncertainties". Tremonti et
+# al. 2004's +-0.10 dex is the observed scatter about the mass-metallicity relation, SFR
+# dependence and measurement errors included: the mock's catalog O/H at fixed mass scatters
+# ~0.09 dex with this value and its measurement errors (galppl-mock-sky 0.4 used 0.10 here as
+# the scatter about the FMR, and its catalog then scattered 0.13 dex at fixed mass).
+FMR_SCATTER = 0.05
 FMR_SLOPE = -0.1  # dex of O/H per dex of SFR above the main sequence (Mannucci et al. 2010)
 
 # Velocity dispersion: log sigma = 2.18 + 0.28 (log M* - 10.5) for early types
@@ -97,11 +103,11 @@ def draw_oh(rng: np.random.Generator, log_mstar, log_sfr, age_gyr) -> np.ndarray
     Tremonti et al. 2004 MZR (mass clipped to its valid 8.5-11.5 range) plus the
     Mannucci et al. 2010 fundamental-metallicity term: -0.1 dex per dex of SFR above the
     Speagle main sequence (capped at +-1.5 dex of offset so quenched galaxies do not run
-    away), and 0.1 dex intrinsic scatter.
+    away), and ``FMR_SCATTER`` (0.05 dex) about that surface.
     """
     x = np.clip(log_mstar, 8.5, 11.5)
     d_ms = np.clip(log_sfr - speagle14_main_sequence(log_mstar, age_gyr) - MS_OFFSET, -1.5, 1.5)
-    return tremonti04_mzr(x) + FMR_SLOPE * d_ms + MZR_SCATTER * rng.standard_normal(np.shape(log_mstar))
+    return tremonti04_mzr(x) + FMR_SLOPE * d_ms + FMR_SCATTER * rng.standard_normal(np.shape(log_mstar))
 
 
 def draw_stellar_metallicity_offset(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from galppl.data.mock.d4000 import BREAK_NOISE, BreakEstimator
 from galppl.data.schema import BANDS, CHANNELS, FLUX_UNIT, attrs_for, flag, new_catalog, validate
 from galppl.physics import H0, OMEGA_M, log_mbh_from_sigma
 
-SIMULATOR_VERSION = "galppl-mock-sky 0.4"
+SIMULATOR_VERSION = "galppl-mock-sky 0.5"
 CACHE_ENV = "GALPPL_CACHE"
 PIXEL_SCALE = 0.396  # arcsec / pixel (SDSS)
 _MAX_BATCH = 200_000
