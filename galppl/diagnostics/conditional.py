@@ -190,7 +190,9 @@ def condition_values(
     values, skipped = {}, {}
     for label, spec in by.items():
         if isinstance(spec, str) and spec == POSTERIOR_SD:
-            sd = np.stack([post[n].std(SAMPLE_DIMS).values for n in names])
+            # skipna=False: a galaxy predict refused has all-NaN draws, so NaN (left out of
+            # the bins) without numpy's all-NaN warning; a usable galaxy's draws are all finite.
+            sd = np.stack([post[n].std(SAMPLE_DIMS, skipna=False).values for n in names])
             values[str(label)] = xr.DataArray(sd, dims=("parameter", GALAXY), coords={"parameter": list(names)})
             continue
         if condition_on == "estimate" and isinstance(spec, str) and spec in post.data_vars:

@@ -162,3 +162,19 @@ def test_posterior_sd_bins_show_a_spread_that_was_not_learned():
     sd = distorted.posterior["z"].std(("chain", "draw")).values
     np.testing.assert_allclose(bad["bin_low"].sel(by="sd", parameter="z"), np.quantile(sd, [0, 0.25, 0.5, 0.75]))
     assert (bad["count"].sel(by="sd") == 750).all()
+
+
+def test_posterior_sd_bins_leave_out_galaxies_without_a_posterior_quietly():
+    """``predict`` gives a galaxy it refuses (bad image, missing magnitude) all-NaN draws: the
+    posterior-sd bins leave it out, as the other bins do, without numpy's all-NaN warnings."""
+    import warnings
+
+    from galppl.diagnostics import POSTERIOR_SD
+
+    idata = synthetic_idata(400, 100, seed=5)
+    for name in ["log_mstar", "z"]:
+        idata.posterior[name][..., :2] = np.nan  # galaxies 0 and 1 got no posterior
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = conditional_calibration(idata, {"sd": POSTERIOR_SD}, var_names=["log_mstar", "z"])
+    assert (table["count"].sum("bin") == 398).all()
