@@ -39,7 +39,7 @@ CITATIONS = (
     "Strauss et al. 2002, AJ 124, 1810 (Main Galaxy Sample selection)",
     "Speagle et al. 2014, ApJS 214, 15 (star-forming main sequence)",
     "Tremonti et al. 2004, ApJ 613, 898 (mass-metallicity relation)",
-    "Mannucci et al. 2010, MNRAS 408, 2115 (fundamental metallicity relation)",
+    "Mannucci et al. 2010, MNRAS 408, 2115 (fundamental metallicity relation and its 0.05 dex scatter)",
     "McConnell & Ma 2013, ApJ 764, 184 (M_BH-sigma)",
     "Shen et al. 2003, MNRAS 343, 978 (size-mass relations)",
     "Kennicutt & Evans 2012, ARA&A 50, 531 (H-alpha SFR)",
