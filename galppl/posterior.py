@@ -267,8 +267,8 @@ class GalaxyPosterior:
         the model's, and one temperature cannot fit both. Each refitted variable's temperature
         is then scaled so that its PIT over these galaxies is nearest uniform, and its shift
         centred (on DR9, 500 galaxies, a mock-trained model, ``benchmarks/table1.py``: 68% / 95%
-        coverage of log M* 0.680 / 0.953 with the outlier share, 0.675 / 0.933 with one
-        temperature; z 0.667 / 0.957 and 0.667 / 0.935). Variables left as they
+        coverage of log M* 0.675 / 0.938 with the outlier share, 0.676 / 0.919 with one
+        temperature; z 0.670 / 0.949 and 0.681 / 0.931). Variables left as they
         were are named in a warning (a ValueError when no variable has enough galaxies). Give
         galaxies the model was not trained on (a real validation set), never the ones you test
         on. Returns block name -> ``{"shift": [...] (standardised units), "temperature": [...],

@@ -37,8 +37,8 @@ that the mock lacks: their residuals are more peaked, with heavier tails, than t
 one temperature fitted by likelihood widens every posterior to reach the tails (DR9, z and
 log M* from 500 real galaxies: 68% coverage 0.74 and 0.77 where 95% was 0.96). The PIT scale
 brings one temperature's middle back but leaves the tails short (``benchmarks/table1.py``, 3
-splits: 68% / 95% coverage 0.667 / 0.935 for z, 0.675 / 0.933 for log M*); with the outlier
-share, 0.667 / 0.957 and 0.680 / 0.953. A fine-tune uses it too (its flow's shape is the first sky's).
+splits: 68% / 95% coverage 0.681 / 0.931 for z, 0.676 / 0.919 for log M*); with the outlier
+share, 0.670 / 0.949 and 0.675 / 0.938. A fine-tune uses it too (its flow's shape is the first sky's).
 The fit after training does not: there the validation galaxies come from the training sky,
 and on a briefly trained model the mixture traded 68% coverage (0.61) for likelihood.
 
