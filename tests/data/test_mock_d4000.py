@@ -8,12 +8,12 @@ import pytest
 
 from galppl.data.mock import photometry as mp
 from galppl.data.mock.d4000 import BreakEstimator
-from galppl.data.mock.sky import _Tables, simulate
+from galppl.data.mock.sky import _tables, simulate
 
 
 @pytest.fixture(scope="module")
 def tables():
-    return _Tables()
+    return _tables()
 
 
 @pytest.fixture(scope="module")
