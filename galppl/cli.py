@@ -280,7 +280,8 @@ def _recalibrate(args, posterior) -> int:
     catalog = _labelled_catalog(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        calibration = posterior.recalibrate(catalog, outliers=not args.one_temperature)
+        calibration = posterior.recalibrate(catalog, outliers=not args.one_temperature,
+                                            conditional=not args.one_temperature)
     for warning in caught:
         print(f"note: {warning.message}")
     record = posterior.history["recalibrations"][-1]
@@ -290,7 +291,9 @@ def _recalibrate(args, posterior) -> int:
         fitted = calibration.get(block.name, {"variables": []})
         for variable in fitted["variables"]:
             j = block.variables.index(variable)
-            print(f"  {variable}: temperature {fitted['temperature'][j]:.3f}, outlier share "
+            slopes = ", ".join(f"{s:+.2f}" for s in fitted["log_temperature_slope"][j])
+            print(f"  {variable}: temperature {fitted['temperature'][j]:.3f} (log slope on the predicted "
+                  f"{', '.join(block.variables)}: {slopes}), outlier share "
                   f"{fitted['outlier_fraction'][j]:.3f} widened {fitted['outlier_widening'][j]:.2f} times "
                   f"({fitted['method']})")
     print(f"wrote {posterior.save(args.out)}/")
@@ -489,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "in any format galppl fit reads; never the ones you test on")
     recalibrate.add_argument("--out", required=True, help="folder to write the recalibrated model to (new or empty)")
     recalibrate.add_argument("--one-temperature", action="store_true",
-                             help="a shift and temperature per variable only, no outlier share")
+                             help="a shift and one temperature per variable only, for every galaxy: no outlier "
+                                  "share, no temperature that follows the predicted values")
     _unphysical_argument(recalibrate)
     recalibrate.set_defaults(check=_check_recalibrate, func=_recalibrate)
 

@@ -182,8 +182,8 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     (:func:`~galppl.models.marginal.marginal_score_loss`), a proper score that trains the
     flow, head and representation together, so the flow follows the representation as it
     moves rather than being left to drift with it. The recalibration on ``val`` then refits
-    the labelled variables' shift and temperature (and outlier share, as ``recalibrate`` does:
-    the flow's shape is still the first sky's) on their marginals and keeps the others'
+    the labelled variables' shift and temperature (and outlier share and the temperature's slope
+    on the mean, as ``recalibrate`` does: the flow's shape is still the first sky's) on their marginals and keeps the others'
     (:func:`~galppl.models.calibration.calibration_plan`).
 
     config: default ``init.config`` with the training settings
@@ -232,7 +232,7 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     try:
         record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
                         feature_names=init.featurizer.feature_names, loss=loss,
-                        calibration_set=val.select(val.galaxy[~flagged]), outliers=True)
+                        calibration_set=val.select(val.galaxy[~flagged]), outliers=True, conditional=True)
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
@@ -312,11 +312,12 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
            desc: str, *, data: xr.Dataset, feature_names, loss=None, calibration_set: CatalogTensors | None = None,
-           outliers: bool = False) -> dict:
+           outliers: bool = False, conditional: bool = False) -> dict:
     """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
     ``val``, with ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
     (:mod:`galppl.augment`, features named ``feature_names``), then calibrate it on
-    ``calibration_set`` (default ``val``; with an outlier share where ``outliers``, see
+    ``calibration_set`` (default ``val``; with an outlier share where ``outliers`` and a
+    temperature that follows the mean where ``conditional``, see
     :func:`~galppl.models.calibration.recalibrate_blocks`); what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     loss = chain.negative_log_likelihood if loss is None else loss
@@ -327,7 +328,8 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
     history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress), desc=desc)
     calibration_set = val if calibration_set is None else calibration_set
-    calibration = (chain.calibrate(calibration_set.features, calibration_set.targets, outliers=outliers)
+    calibration = (chain.calibrate(calibration_set.features, calibration_set.targets, outliers=outliers,
+                                   conditional=conditional)
                    if config.chain.calibrate else None)
     return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}

@@ -38,7 +38,7 @@ from galppl.config import FitConfig
 from galppl.data.files import CorruptFileError, atomic_path, file_sha256, read_json, tensor_checksums
 from galppl.data.schema import KNOWN, CatalogError, flag, quality_attrs, validate
 from galppl.features import CatalogTensors, Featurizer, catalog_tensors
-from galppl.models.calibration import MIN_GALAXIES, OUTLIER_BUFFERS, calibration_plan
+from galppl.models.calibration import MIN_GALAXIES, OUTLIER_BUFFERS, SLOPE_BUFFERS, calibration_plan
 from galppl.models.chain import Block, ChainModel
 from galppl.models.derived import add_derived
 from galppl.ood import OutOfDistributionWarning, flagged_ids
@@ -54,8 +54,10 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "chain.pt"
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
 # (nested config, featurizer.json) and the chain's weights.
 OLDEST_READABLE = "0.3.0"
-# The first galppl that saved the outlier-share buffers (older saves load with none).
+# The first galppls that saved the outlier-share buffers and the temperature's slopes on the
+# mean (older saves load with none: the model exactly as it was saved).
 OUTLIER_SHARE_SINCE = "0.4.0"
+TEMPERATURE_SLOPE_SINCE = "0.6.0"
 # What a saved posterior's config.json must hold.
 SAVED_KEYS = ("kind", "galppl_version", "model", "blocks", "config", "history", "split")
 
@@ -244,7 +246,7 @@ class GalaxyPosterior:
                           attrs={"galppl_version": galppl.__version__, "model": self.model, "num_draws": num_draws})
 
     # ------------------------------------------------------------------ recalibration
-    def recalibrate(self, data: xr.Dataset, *, outliers: bool = True) -> dict:
+    def recalibrate(self, data: xr.Dataset, *, outliers: bool = True, conditional: bool = True) -> dict:
         """Re-fit the chain's post-hoc calibration on labelled held-out galaxies; return it.
 
         For a model fitted on one sky (the mock) and used on another (real galaxies): with every
@@ -264,7 +266,14 @@ class GalaxyPosterior:
         refitted variable also gets an outlier share and widening
         (:class:`~galppl.models.block.OutlierMixture`): a real sky has blends and bad photometry
         that the training sky lacks, so its residuals are more peaked with heavier tails than
-        the model's, and one temperature cannot fit both. Each refitted variable's temperature
+        the model's, and one temperature cannot fit both. With ``conditional`` (and at least
+        :data:`~galppl.models.calibration.MIN_SLOPE_GALAXIES` labelled galaxies), each refitted
+        variable's log temperature is also linear in the block's mean, its predicted values
+        (:class:`~galppl.models.block.TemperedShift`): the other sky's residuals are wider than
+        the training sky's for some kinds of galaxy more than others, and one temperature leaves
+        those too narrow and the rest too wide (a mock-trained photometry model on DR9: the
+        bluer half of the galaxies' z and log M* residuals are ~1.5 times their posterior sd,
+        the redder half's ~1.1 times). Each refitted variable's temperature
         is then scaled so that its PIT over these galaxies is nearest uniform, and its shift
         centred (on DR9, 500 galaxies, a mock-trained model, ``benchmarks/table1.py``: 68% / 95%
         coverage of log M* 0.675 / 0.938 with the outlier share, 0.676 / 0.919 with one
@@ -272,8 +281,8 @@ class GalaxyPosterior:
         were are named in a warning (a ValueError when no variable has enough galaxies). Give
         galaxies the model was not trained on (a real validation set), never the ones you test
         on. Returns block name -> ``{"shift": [...] (standardised units), "temperature": [...],
-        "outlier_fraction": [...], "outlier_widening": [...], "centring": [...], "method": ...,
-        "variables": [...]}``, and appends it, with the number
+        "outlier_fraction": [...], "outlier_widening": [...], "log_temperature_slope": [[...]],
+        "centring": [...], "method": ..., "variables": [...]}``, and appends it, with the number
         of galaxies used, the number left out as out-of-distribution and the catalog's ``source``, to
         ``history["recalibrations"]`` (``history["calibration"]`` keeps the fit's).
         """
@@ -292,7 +301,8 @@ class GalaxyPosterior:
         if why:
             warnings.warn(f"recalibrate leaves the calibration of some variables as it was (fewer than "
                           f"{MIN_GALAXIES} labelled galaxies): {why}", stacklevel=2)
-        calibration = self.chain.calibrate(tensors.features, tensors.targets, outliers=outliers)
+        calibration = self.chain.calibrate(tensors.features, tensors.targets, outliers=outliers,
+                                           conditional=conditional)
         record = {"calibration": calibration, "n_galaxies": len(tensors.galaxy),
                   "n_out_of_distribution_left_out": int(flagged.sum()), "source": str(data.attrs.get("source", ""))}
         self.history.setdefault("recalibrations", []).append(record)
@@ -376,9 +386,9 @@ class GalaxyPosterior:
         if changed:
             raise CorruptFileError(f"{str(path / WEIGHTS_FILE)!r} is corrupt: the tensor(s) {', '.join(changed[:5])} "
                                    "differ from the checksums recorded when the model was saved")
-        if _version_key(version) < _version_key(OUTLIER_SHARE_SINCE):
-            # Saved before the outlier share existed: none, the model exactly as it was saved.
-            state = {**{k: v for k, v in chain.state_dict().items() if k.startswith(OUTLIER_BUFFERS)}, **state}
+        for since, buffers in ((OUTLIER_SHARE_SINCE, OUTLIER_BUFFERS), (TEMPERATURE_SLOPE_SINCE, SLOPE_BUFFERS)):
+            if _version_key(version) < _version_key(since):  # saved before these existed: none
+                state = {**{k: v for k, v in chain.state_dict().items() if k.startswith(buffers)}, **state}
         try:
             chain.load_state_dict(state)
         except RuntimeError as error:

@@ -12,7 +12,7 @@ import xarray as xr
 import galppl
 from galppl.data import simulate
 from galppl.fit import FitConfig, default_catalog, split_galaxies
-from galppl.models.calibration import OUTLIER_BUFFERS
+from galppl.models.calibration import OUTLIER_BUFFERS, SLOPE_BUFFERS
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
 
@@ -166,7 +166,7 @@ def test_load_errors(tmp_path):
 def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
     path = posterior.save(tmp_path / "model")
     saved = json.loads((path / "config.json").read_text())
-    assert saved["galppl_version"] == galppl.__version__ == "0.5.0"
+    assert saved["galppl_version"] == galppl.__version__ == "0.6.0"
     assert saved["config"] == posterior.config.to_dict()
     assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
     loaded = galppl.load(path)
@@ -195,22 +195,26 @@ def test_a_model_saved_by_0_2_0_is_refused_naming_both_versions(tmp_path, poster
         galppl.load(path)
 
 
-def test_a_model_saved_by_0_3_0_loads_without_an_outlier_share_and_predicts_as_it_did(tmp_path, catalog, posterior):
-    """galppl 0.3.0 saved no outlier calibration buffers: such a model loads with none (the
-    plain flow, exactly the distribution it had) and draws what it drew."""
+@pytest.mark.parametrize("version, removed_prefixes", [("0.3.0", OUTLIER_BUFFERS + SLOPE_BUFFERS),
+                                                       ("0.5.0", SLOPE_BUFFERS)])
+def test_a_model_saved_before_its_calibration_buffers_loads_without_them_and_predicts_as_it_did(
+        tmp_path, catalog, posterior, version, removed_prefixes):
+    """galppl 0.3.0 saved no outlier calibration buffers and 0.5.0 no temperature slopes: such a
+    model loads with none (the plain flow, one temperature: exactly the distribution it had) and
+    draws what it drew."""
     path = posterior.save(tmp_path / "model")
     state = torch.load(path / "chain.pt", weights_only=True)
-    removed = [name for name in state if name.startswith(OUTLIER_BUFFERS)]
+    removed = [name for name in state if name.startswith(removed_prefixes)]
     assert removed
     torch.save({k: v for k, v in state.items() if k not in removed}, path / "chain.pt")
-    with pytest.raises(ValueError, match="weights do not fit"):  # a save of 0.4.0 or later must hold them
+    with pytest.raises(ValueError, match="weights do not fit"):  # a save of this galppl must hold them
         galppl.load(path)
     config = json.loads((path / "config.json").read_text())
-    config["galppl_version"] = "0.3.0"
+    config["galppl_version"] = version
     (path / "config.json").write_text(json.dumps(config))
     loaded = galppl.load(path)
     for name in removed:
-        default = 0.0 if name.startswith("outlier_fraction_") else 1.0
+        default = 1.0 if name.startswith("outlier_widening_") else 0.0
         assert torch.equal(loaded.chain.state_dict()[name], torch.full_like(state[name], default)), name
     test = catalog.sel(galaxy=posterior.split["test"][:20])
     np.testing.assert_array_equal(loaded.sample(test, num_samples=30, seed=1)["z"],

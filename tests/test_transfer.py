@@ -69,10 +69,21 @@ def test_recalibrate_changes_only_the_calibration_buffers_and_records_them(catal
     assert record["n_galaxies"] == len(posterior.split["test"]) - flagged
     json.dumps(model.history)  # saved with the model: JSON-able
 
-    # Residuals widened by noise call for larger temperatures than the clean galaxies do.
+    # Residuals widened by noise call for larger temperatures than the clean galaxies do (the
+    # temperature of the typical galaxy: each galaxy's follows the core's predicted values).
     clean = copy.deepcopy(posterior)
     clean.recalibrate(held_out(catalog, clean))
-    assert (model.chain.temperature_core > clean.chain.temperature_core).all()
+    assert (typical_temperature(model, held) > typical_temperature(clean, held)).all()
+
+
+def typical_temperature(posterior, catalog):
+    """The core's temperatures (variable,), geometric mean over the catalog's usable galaxies."""
+    tensors = posterior.tensors(catalog)
+    chain = posterior.chain
+    with torch.no_grad():
+        mean = chain.heads["core"](chain.represent(tensors.features[tensors.usable]))["mean"]
+        log_temperature = chain.temperature_core.log() + mean @ chain.log_temperature_slope_core.T
+    return log_temperature.mean(0).exp()
 
 
 def test_recalibrate_needs_some_labelled_galaxies_and_names_the_variables_it_leaves(catalog, posterior):

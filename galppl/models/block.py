@@ -6,6 +6,7 @@ A continuous block's distribution is one Pyro ``TransformedDistribution``
 
     N(0, I) -> the block's conditional flow (context: h, or an embedding of h and the parents)
             -> TemperedShift(mean(h), shift, temperature)  standardised units
+               (the temperature log-linear in mean(h) where a recalibration gave it a slope)
             -> AffineTransform(loc, scale)             value-transformed catalog units
             -> the value transform's inverse           catalog units
             -> SaturatingBoundsTransform                catalog units, inside each
@@ -137,12 +138,17 @@ def block_support(block: Block) -> tuple[Tensor, Tensor]:
 
 
 class TemperedShift(Transform):
-    """``y = mean + shift + exp(log_temperature + log_widening) * x`` over the last axis: a
-    block's residual put around its mean, moved by its calibration shift and widened by its
-    temperature (and, for the outlier component of an :class:`OutlierMixture`, by its widening).
+    """``y = mean + shift + exp(log_temperature + log_widening + slope @ mean) * x`` over the
+    last axis: a block's residual put around its mean, moved by its calibration shift and
+    widened by its temperature (and, for the outlier component of an :class:`OutlierMixture`,
+    by its widening). With a ``slope`` the temperature varies from galaxy to galaxy,
+    log-linearly in the block's own mean (its predicted values, standardised units): where
+    the residuals are wider for some kinds of galaxy than the flow learnt (a model taken to
+    another sky), one temperature leaves some too narrow and the rest too wide.
 
     ``shift``, ``log_temperature`` and ``log_widening`` are (dim,) tensors (``log_widening``
-    may be a number); nothing is cached.
+    may be a number), ``slope`` a (dim, dim) tensor (row: the variable widened, column: the
+    mean it follows) or 0; nothing is cached.
     """
 
     domain = constraints.independent(constraints.real, 1)
@@ -150,15 +156,20 @@ class TemperedShift(Transform):
     bijective = True
     sign = +1
 
-    def __init__(self, mean: Tensor, shift: Tensor, log_temperature: Tensor, log_widening: Tensor | float = 0.0):
+    def __init__(self, mean: Tensor, shift: Tensor, log_temperature: Tensor, log_widening: Tensor | float = 0.0,
+                 slope: Tensor | float = 0.0):
         super().__init__(cache_size=0)
         self.mean = mean
         self.shift = shift
         self.log_temperature = log_temperature
         self.log_widening = log_widening
+        self.slope = slope
 
     def _log_scale(self) -> Tensor:
-        return self.log_temperature + self.log_widening
+        log_scale = self.log_temperature + self.log_widening
+        if torch.is_tensor(self.slope):
+            log_scale = log_scale + self.mean @ self.slope.T
+        return log_scale
 
     def _call(self, x: Tensor) -> Tensor:
         return self.mean + self.shift + torch.exp(self._log_scale()) * x
@@ -167,14 +178,15 @@ class TemperedShift(Transform):
         return (y - self.mean - self.shift) / torch.exp(self._log_scale())
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        return self._log_scale().sum().expand(torch.broadcast_shapes(x.shape, y.shape)[:-1])
+        return self._log_scale().expand(torch.broadcast_shapes(x.shape, y.shape)).sum(-1)
 
 
 class Calibration(NamedTuple):
     """A continuous block's post-hoc calibration, each entry (block dim,), standardised units:
 
-    ``shift`` and ``log_temperature`` move and widen the residual (:class:`TemperedShift`);
-    each variable of a draw is, with probability ``sigmoid(outlier_logit)`` (none by default:
+    ``shift`` and ``log_temperature`` move and widen the residual (:class:`TemperedShift`),
+    ``temperature_slope`` (dim, dim; none by default: 0) makes the temperature follow the
+    block's mean from galaxy to galaxy; each variable of a draw is, with probability ``sigmoid(outlier_logit)`` (none by default:
     ``-inf``), an outlier, its residual widened further by ``exp(log_widening)``
     (:class:`OutlierMixture`): where real galaxies' residuals are more peaked with heavier
     tails than the model's (blends and bad photometry that the training sky lacks), one
@@ -185,6 +197,7 @@ class Calibration(NamedTuple):
     log_temperature: Tensor
     log_widening: Tensor | float = 0.0
     outlier_logit: Tensor | float = -math.inf
+    temperature_slope: Tensor | float = 0.0
 
     def outlier_variables(self) -> list[int]:
         """The variables with an outlier share (the others' distribution is the plain one)."""
@@ -250,7 +263,8 @@ def calibrated(flow, mean: Tensor, calibration: Calibration, catalog_transforms:
     def pattern(widened):
         mask = torch.zeros_like(shift)
         mask[list(widened)] = 1.0
-        outputs = [TemperedShift(mean, shift, log_temperature, mask * log_widening), *catalog_transforms]
+        outputs = [TemperedShift(mean, shift, log_temperature, mask * log_widening, calibration.temperature_slope),
+                   *catalog_transforms]
         return outputs, TransformedDistribution(flow.base_dist, [*flow.transforms, *outputs])
 
     active = calibration.outlier_variables()

@@ -63,7 +63,8 @@ if TYPE_CHECKING:
 
 # The chain's buffers a recalibration writes, by name prefix (``<prefix><block>``); nothing else changes.
 OUTLIER_BUFFERS = ("outlier_fraction_", "outlier_widening_")
-CALIBRATION_BUFFERS = ("shift_", "temperature_", *OUTLIER_BUFFERS)
+SLOPE_BUFFERS = ("log_temperature_slope_",)
+CALIBRATION_BUFFERS = ("shift_", "temperature_", *OUTLIER_BUFFERS, *SLOPE_BUFFERS)
 # Fewer held-out galaxies with a value than this leave that calibration as it is.
 MIN_GALAXIES = 10
 # Draws per galaxy for the marginal likelihood's kernel density estimate.
@@ -74,6 +75,9 @@ MARGINAL_DRAWS = 128
 # coverage by <= 0.004 where it won.)
 MIN_OUTLIER_GALAXIES = 100
 OUTLIER_START = (0.05, 3.0)
+# A temperature that follows the block's mean (``conditional``) is fitted only on this many
+# labelled galaxies or more (a slope per mean and variable; on DR9 200 were enough, below).
+MIN_SLOPE_GALAXIES = 100
 
 
 def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -105,7 +109,7 @@ def calibration_plan(chain: ChainModel, targets: dict[str, torch.Tensor]) -> dic
 
 def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
                        parent_draws: int = 32, max_galaxies: int = 2048, max_iter: int = 50,
-                       outliers: bool = False, seed: int = 0) -> dict[str, dict]:
+                       outliers: bool = False, conditional: bool = False, seed: int = 0) -> dict[str, dict]:
     """Set each continuous block's shift and temperatures to fit these held-out galaxies.
 
     A network trained to the best validation likelihood is still somewhat over-confident
@@ -118,15 +122,17 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
     of the parents' posteriors are accounted for), or by the likelihood of each labelled
     variable's marginal from :data:`MARGINAL_DRAWS` draws; on at most ``max_galaxies`` galaxies (a
     seeded subset). Shift and log T (with ``outliers`` and at least :data:`MIN_OUTLIER_GALAXIES`
-    galaxies, also each variable's outlier share and widening, module docstring) are found
-    together by L-BFGS (``max_iter`` iterations), then the temperature is scaled to the most
+    galaxies, also each variable's outlier share and widening; with ``conditional`` and at least
+    :data:`MIN_SLOPE_GALAXIES`, the slopes of its log temperature on the block's mean, module
+    docstring) are found together by L-BFGS (``max_iter`` iterations), then the temperature is scaled to the most
     uniform PIT and the shift centred on the mean PIT of all the labelled galaxies
     (:func:`_centre`). Only the buffers named by
     :data:`CALIBRATION_BUFFERS` change, and of those only the refitted variables' entries. The
     draws are seeded with ``seed`` (the caller's random state is left as it was), so a
     recalibration is reproducible. Call it on the validation set, never on the test set.
     Returns block name -> {"shift": [...] (standardised units), "temperature": [...],
-    "outlier_fraction": [...], "outlier_widening": [...], "centring": [...] (the part of the
+    "outlier_fraction": [...], "outlier_widening": [...], "log_temperature_slope": [[...]]
+    (variable x mean), "centring": [...] (the part of the
     shift the centring moved), "method": ..., "variables": [...]} (the plan's method and
     refitted variables).
     """
@@ -134,13 +140,14 @@ def recalibrate_blocks(chain: ChainModel, features: torch.Tensor, targets: dict[
     chain.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        out = _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter, outliers)
+        out = _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter, outliers, conditional)
     chain.zero_grad(set_to_none=True)
     chain.train(was_training)
     return out
 
 
-def _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter, outliers) -> dict[str, dict]:
+def _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter, outliers,
+                 conditional) -> dict[str, dict]:
     plan = calibration_plan(chain, targets)
     out = {}
     with torch.no_grad():
@@ -153,15 +160,17 @@ def _recalibrate(chain, features, targets, parent_draws, max_galaxies, max_iter,
         method, variables = plan[block.name]["method"], plan[block.name]["variables"]
         if method == "likelihood":
             rows = _subset((~torch.isnan(target).any(-1)).nonzero().flatten(), max_galaxies if block.parents else None)
-            leaves = _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outliers)
+            leaves = _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outliers, conditional)
             leaves.store(chain, block, list(range(block.dim)))
         elif method == "marginal_likelihood":
-            _fit_marginals(chain, block, h, features, target, variables, max_galaxies, max_iter, outliers)
+            _fit_marginals(chain, block, h, features, target, variables, max_galaxies, max_iter, outliers,
+                           conditional)
         centring = _centre(chain, block, features, target, variables, h)
         out[block.name] = {"shift": getattr(chain, f"shift_{block.name}").tolist(),
                            "temperature": getattr(chain, f"temperature_{block.name}").tolist(),
                            "outlier_fraction": getattr(chain, f"outlier_fraction_{block.name}").tolist(),
                            "outlier_widening": getattr(chain, f"outlier_widening_{block.name}").tolist(),
+                           "log_temperature_slope": getattr(chain, f"log_temperature_slope_{block.name}").tolist(),
                            "centring": centring, "method": method, "variables": variables}
     return out
 
@@ -176,13 +185,16 @@ def _subset(rows: torch.Tensor, max_galaxies: int | None) -> torch.Tensor:
 
 class _Leaves:
     """The parameters L-BFGS moves for one block's calibration, unconstrained: shift, log
-    temperature, and (from ``start`` = (outlier share, widening), None: no outliers) the
+    temperature, (with ``slope``, a (variables, dim) start) the slopes of the log temperature
+    on the block's mean, and (from ``start`` = (outlier share, widening), None: no outliers) the
     ``softplus``-parametrised log widening (so the outlier component is the wider one) and the
     logit of the outlier share, per variable."""
 
-    def __init__(self, shift: torch.Tensor, log_temperature: torch.Tensor, start: tuple[float, float] | None):
+    def __init__(self, shift: torch.Tensor, log_temperature: torch.Tensor, start: tuple[float, float] | None,
+                 slope: torch.Tensor | None = None):
         self.shift = shift.detach().clone().requires_grad_(True)
         self.log_temperature = log_temperature.detach().clone().requires_grad_(True)
+        self.slope = None if slope is None else slope.detach().clone().requires_grad_(True)
         self.outliers = start is not None
         if self.outliers:
             fraction, widening = start
@@ -190,25 +202,29 @@ class _Leaves:
             self.logit = torch.full_like(self.shift, math.log(fraction / (1 - fraction))).requires_grad_(True)
 
     def free(self) -> list[torch.Tensor]:
-        return [self.shift, self.log_temperature] + ([self.widening, self.logit] if self.outliers else [])
+        return ([self.shift, self.log_temperature] + ([] if self.slope is None else [self.slope])
+                + ([self.widening, self.logit] if self.outliers else []))
 
     def calibration(self) -> Calibration:
+        slope = 0.0 if self.slope is None else self.slope
         if not self.outliers:
-            return Calibration(self.shift, self.log_temperature)
-        return Calibration(self.shift, self.log_temperature, torch.nn.functional.softplus(self.widening), self.logit)
+            return Calibration(self.shift, self.log_temperature, temperature_slope=slope)
+        return Calibration(self.shift, self.log_temperature, torch.nn.functional.softplus(self.widening), self.logit,
+                           slope)
 
     def store(self, chain, block, columns: list[int]) -> None:
-        """Write these entries for ``columns`` of ``block`` (and the outlier share, where
-        fitted) into the chain's buffers."""
-        fitted = Calibration(*(torch.as_tensor(p).detach() for p in self.calibration()))
+        """Write these entries for ``columns`` of ``block`` into the chain's buffers: the outlier
+        share and the slopes as fitted, or none (share 0, widening 1, slopes 0) where not."""
+        fitted = Calibration(*(torch.as_tensor(p, dtype=self.shift.dtype).detach() for p in self.calibration()))
         getattr(chain, f"shift_{block.name}")[columns] = fitted.shift
         getattr(chain, f"temperature_{block.name}")[columns] = fitted.log_temperature.exp()
-        if self.outliers:
-            getattr(chain, f"outlier_widening_{block.name}")[columns] = fitted.log_widening.exp()
-            getattr(chain, f"outlier_fraction_{block.name}")[columns] = torch.sigmoid(fitted.outlier_logit)
+        # What was not fitted is reset for these columns: the fit saw none of it.
+        getattr(chain, f"log_temperature_slope_{block.name}")[columns] = fitted.temperature_slope
+        getattr(chain, f"outlier_widening_{block.name}")[columns] = torch.as_tensor(fitted.log_widening).exp()
+        getattr(chain, f"outlier_fraction_{block.name}")[columns] = torch.sigmoid(torch.as_tensor(fitted.outlier_logit))
 
 
-def _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outliers) -> _Leaves:
+def _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outliers, conditional) -> _Leaves:
     """The calibration of one block maximising the held-out (mixture) likelihood."""
     zero = torch.zeros_like(getattr(chain, f"shift_{block.name}"))
     with torch.no_grad():
@@ -219,7 +235,8 @@ def _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outlie
         mean = chain.heads[block.name](h[rows])["mean"]
         # Conditioned once: each L-BFGS step only puts the calibration after the flow.
         flow = chain.conditioned_flow(block, h[rows], parents)
-    leaves = _Leaves(zero, zero, OUTLIER_START if outliers and len(rows) >= MIN_OUTLIER_GALAXIES else None)
+    slope = zero.new_zeros(block.dim, block.dim) if conditional and len(rows) >= MIN_SLOPE_GALAXIES else None
+    leaves = _Leaves(zero, zero, OUTLIER_START if outliers and len(rows) >= MIN_OUTLIER_GALAXIES else None, slope)
 
     def negative_log_likelihood():
         distribution = calibrated(flow, mean, leaves.calibration(), chain.catalog_transforms(block))
@@ -232,9 +249,10 @@ def _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outlie
     return leaves
 
 
-def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, max_iter, outliers):
+def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, max_iter, outliers, conditional):
     """Refit the shift and temperature of each of ``variables`` of ``block`` (with ``outliers``,
-    also its outlier share and widening) on its marginal likelihood."""
+    also its outlier share and widening; with ``conditional``, the slopes of its log temperature
+    on the block's mean) on its marginal likelihood."""
     rows = _subset((~torch.isnan(target)).any(-1).nonzero().flatten(), max_galaxies)
     with torch.no_grad():
         parents, extra = {}, (MARGINAL_DRAWS,)
@@ -250,15 +268,17 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
     kernels = []
     for j in columns:
         labelled = ~torch.isnan(observed[:, j])
-        kernels.append((*_shrunk_kernel(residual[:, labelled, j]), observed[labelled, j] - mean[labelled, j]))
+        kernels.append((*_shrunk_kernel(residual[:, labelled, j]), observed[labelled, j] - mean[labelled, j],
+                        mean[labelled]))
     current = chain.calibration(block)
-    fewest = min(len(gap) for _, _, gap in kernels)
+    fewest = min(len(gap) for _, _, gap, _ in kernels)
     leaves = _Leaves(current.shift[columns], current.log_temperature[columns],
-                     OUTLIER_START if outliers and fewest >= MIN_OUTLIER_GALAXIES else None)
+                     OUTLIER_START if outliers and fewest >= MIN_OUTLIER_GALAXIES else None,
+                     current.temperature_slope[columns] if conditional and fewest >= MIN_SLOPE_GALAXIES else None)
 
     def log_marginal(k, shift, log_scale):
         # The marginal density of mean + s + T x at y: the kernel estimate of x's density at (y - mean - s) / T.
-        centres, bandwidth, gap = kernels[k]
+        centres, bandwidth, gap, _ = kernels[k]
         u = (gap - shift) / log_scale.exp()
         return torch.logsumexp(torch.distributions.Normal(centres, bandwidth).log_prob(u), 0) - math.log(len(centres)) \
             - log_scale
@@ -266,10 +286,13 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
     def negative_log_likelihood():
         calibration, total = leaves.calibration(), 0.0
         for k in range(len(columns)):
-            lp = log_marginal(k, calibration.shift[k], calibration.log_temperature[k])
+            log_temperature = calibration.log_temperature[k]  # per galaxy where the temperature follows the mean
+            if leaves.slope is not None:
+                log_temperature = log_temperature + kernels[k][3] @ calibration.temperature_slope[k]
+            lp = log_marginal(k, calibration.shift[k], log_temperature)
             if leaves.outliers:
                 logit = calibration.outlier_logit[k]
-                wider = log_marginal(k, calibration.shift[k], calibration.log_temperature[k] + calibration.log_widening[k])
+                wider = log_marginal(k, calibration.shift[k], log_temperature + calibration.log_widening[k])
                 lp = torch.logaddexp(torch.nn.functional.logsigmoid(-logit) + lp,
                                      torch.nn.functional.logsigmoid(logit) + wider)
             total = total - lp.mean()
@@ -350,7 +373,7 @@ def _shrunk_kernel(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     widen the estimate and bias the fitted temperature low."""
     k = draws.shape[0]
     centre, sd = draws.mean(0), draws.std(0).clamp_min(1e-6)
-    quartiles = torch.quantile(draws, torch.tensor([0.25, 0.75]), dim=0)
+    quartiles = torch.quantile(draws, torch.tensor([0.25, 0.75], dtype=draws.dtype), dim=0)
     spread = torch.minimum(sd, (quartiles[1] - quartiles[0]) / 1.34).clamp_min(1e-3 * sd)
     bandwidth = 0.9 * spread * k ** -0.2
     shrink = 1 / torch.sqrt(1 + (bandwidth / sd) ** 2)

@@ -138,11 +138,13 @@ class ChainModel(nn.Module):
             self.register_buffer(f"loc_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"scale_{block.name}", torch.ones(block.dim))
             # Post-hoc calibration (:meth:`calibrate`): the residual's location and spread per
-            # variable, and the share of outlier draws and their extra widening (none: exactly the flow).
+            # variable, how the temperature follows the mean (none), and the share of outlier draws and
+            # their extra widening (none: exactly the flow).
             self.register_buffer(f"shift_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"temperature_{block.name}", torch.ones(block.dim))
             self.register_buffer(f"outlier_fraction_{block.name}", torch.zeros(block.dim))
             self.register_buffer(f"outlier_widening_{block.name}", torch.ones(block.dim))
+            self.register_buffer(f"log_temperature_slope_{block.name}", torch.zeros(block.dim, block.dim))
             # Physical supports (lower, upper) from the schema: not saved, so a model saved
             # before they existed loads, and one saved with them follows the schema it runs with.
             self.register_buffer(f"support_{block.name}", torch.stack(block_support(block)).float(), persistent=False)
@@ -230,7 +232,8 @@ class ChainModel(nn.Module):
         """A continuous block's calibration as its buffers hold it."""
         return Calibration(getattr(self, f"shift_{block.name}"), getattr(self, f"temperature_{block.name}").log(),
                            getattr(self, f"outlier_widening_{block.name}").log(),
-                           torch.logit(getattr(self, f"outlier_fraction_{block.name}")))
+                           torch.logit(getattr(self, f"outlier_fraction_{block.name}")),
+                           getattr(self, f"log_temperature_slope_{block.name}"))
 
     def block_distribution(self, block: Block, h: torch.Tensor, parents: dict[str, torch.Tensor],
                            calibration: Calibration | tuple | None = None):
@@ -375,13 +378,16 @@ class ChainModel(nn.Module):
         return sample_chain(self, features, num_draws)
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
-                  max_galaxies: int = 2048, max_iter: int = 50, outliers: bool = False) -> dict[str, dict]:
+                  max_galaxies: int = 2048, max_iter: int = 50, outliers: bool = False,
+                  conditional: bool = False) -> dict[str, dict]:
         """Recalibrate each continuous block's location and spread (with ``outliers``, also an
-        outlier share and widening per variable) on held-out galaxies (catalog units); block
+        outlier share and widening per variable; with ``conditional``, a temperature that follows
+        the block's mean) on held-out galaxies (catalog units); block
         name -> {"shift": [...], "temperature": [...], ...}. See
         :func:`galppl.models.calibration.recalibrate_blocks`."""
         return recalibrate_blocks(self, features, targets, parent_draws=parent_draws,
-                                  max_galaxies=max_galaxies, max_iter=max_iter, outliers=outliers)
+                                  max_galaxies=max_galaxies, max_iter=max_iter, outliers=outliers,
+                                  conditional=conditional)
 
     def log_prob(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *,
                  num_draws: int = 64) -> dict[str, torch.Tensor]:
