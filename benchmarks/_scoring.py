@@ -54,8 +54,8 @@ def interval_scores(truth: dict[str, np.ndarray], median: dict, lower: dict | No
     """R^2 of the medians per variable, the photo-z statistics where ``z`` is scored (NMAD of
     dz/(1+z), outlier fractions above 0.05 and 0.15, bias) and, given ``lower``/``upper``
     (variable -> level -> bound), the coverage of the central intervals per level and variable
-    (``cov68 z``), and with ``bins`` (galaxy,) labels, the coverage in the bin farthest from
-    nominal (``worst68 z``). Galaxies with a NaN truth or median are left out."""
+    (``cov68 z``), and with ``bins`` (galaxy,) labels, the largest |coverage - level| over the
+    bins (``dev68 z``). Galaxies with a NaN truth or median are left out."""
     out = {}
     for name, true in truth.items():
         keep = np.isfinite(true) & np.isfinite(median[name])
@@ -64,8 +64,8 @@ def interval_scores(truth: dict[str, np.ndarray], median: dict, lower: dict | No
             inside = (lower[name][level] <= true) & (true <= upper[name][level])
             out[f"cov{int(level * 100)} {name}"] = float(inside[keep].mean())
             if bins is not None:
-                per_bin = [float(inside[keep & (bins == b)].mean()) for b in np.unique(bins)]
-                out[f"worst{int(level * 100)} {name}"] = max(per_bin, key=lambda c: abs(c - level))
+                per_bin = np.array([inside[keep & (bins == b)].mean() for b in np.unique(bins)])
+                out[f"dev{int(level * 100)} {name}"] = float(np.abs(per_bin - level).max())
     if "z" in truth:
         z = photoz_metrics(truth["z"], median["z"])
         out.update({"NMAD": z["nmad"], "out>0.05": z["outliers_0.05"], "out>0.15": z["outliers_0.15"],
