@@ -182,9 +182,9 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     (:func:`~galppl.models.marginal.marginal_score_loss`), a proper score that trains the
     flow, head and representation together, so the flow follows the representation as it
     moves rather than being left to drift with it. The recalibration on ``val`` then refits
-    the labelled variables' shift and temperature (and outlier share and the temperature's slope
-    on the mean, as ``recalibrate`` does: the flow's shape is still the first sky's) on their marginals and keeps the others'
-    (:func:`~galppl.models.calibration.calibration_plan`).
+    the labelled variables' shift and temperature (and outlier share and the temperature's
+    slopes on the mean, as ``recalibrate`` does: the flow's shape is still the first sky's) on
+    their marginals and keeps the others' (:func:`~galppl.models.calibration.calibration_plan`).
 
     config: default ``init.config`` with the training settings
     :data:`~galppl.config.FINE_TUNING` (a tenth of the learning rate) and no noise augmentation

@@ -185,10 +185,10 @@ class Calibration(NamedTuple):
     """A continuous block's post-hoc calibration, each entry (block dim,), standardised units:
 
     ``shift`` and ``log_temperature`` move and widen the residual (:class:`TemperedShift`),
-    ``temperature_slope`` (dim, dim; none by default: 0) makes the temperature follow the
-    block's mean from galaxy to galaxy; each variable of a draw is, with probability ``sigmoid(outlier_logit)`` (none by default:
-    ``-inf``), an outlier, its residual widened further by ``exp(log_widening)``
-    (:class:`OutlierMixture`): where real galaxies' residuals are more peaked with heavier
+    ``log_temperature_slope`` (dim, dim; none by default: 0) makes the temperature follow the
+    block's mean from galaxy to galaxy; each variable of a draw is, with probability
+    ``sigmoid(outlier_logit)`` (none by default: ``-inf``), an outlier, its residual widened
+    further by ``exp(log_widening)`` (:class:`OutlierMixture`): where real galaxies' residuals are more peaked with heavier
     tails than the model's (blends and bad photometry that the training sky lacks), one
     temperature cannot fit the core and the tails together.
     """
@@ -197,7 +197,7 @@ class Calibration(NamedTuple):
     log_temperature: Tensor
     log_widening: Tensor | float = 0.0
     outlier_logit: Tensor | float = -math.inf
-    temperature_slope: Tensor | float = 0.0
+    log_temperature_slope: Tensor | float = 0.0
 
     def outlier_variables(self) -> list[int]:
         """The variables with an outlier share (the others' distribution is the plain one)."""
@@ -263,8 +263,8 @@ def calibrated(flow, mean: Tensor, calibration: Calibration, catalog_transforms:
     def pattern(widened):
         mask = torch.zeros_like(shift)
         mask[list(widened)] = 1.0
-        outputs = [TemperedShift(mean, shift, log_temperature, mask * log_widening, calibration.temperature_slope),
-                   *catalog_transforms]
+        outputs = [TemperedShift(mean, shift, log_temperature, mask * log_widening,
+                                 calibration.log_temperature_slope), *catalog_transforms]
         return outputs, TransformedDistribution(flow.base_dist, [*flow.transforms, *outputs])
 
     active = calibration.outlier_variables()

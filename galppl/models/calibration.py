@@ -224,7 +224,7 @@ class _Leaves:
     def calibration(self) -> Calibration:
         slope = 0.0 if self.slope is None else self.slope
         if not self.outliers:
-            return Calibration(self.shift, self.log_temperature, temperature_slope=slope)
+            return Calibration(self.shift, self.log_temperature, log_temperature_slope=slope)
         return Calibration(self.shift, self.log_temperature, torch.nn.functional.softplus(self.widening), self.logit,
                            slope)
 
@@ -235,7 +235,7 @@ class _Leaves:
         getattr(chain, f"shift_{block.name}")[columns] = fitted.shift
         getattr(chain, f"temperature_{block.name}")[columns] = fitted.log_temperature.exp()
         # What was not fitted is reset for these columns: the fit saw none of it.
-        getattr(chain, f"log_temperature_slope_{block.name}")[columns] = fitted.temperature_slope
+        getattr(chain, f"log_temperature_slope_{block.name}")[columns] = fitted.log_temperature_slope
         getattr(chain, f"outlier_widening_{block.name}")[columns] = torch.as_tensor(fitted.log_widening).exp()
         getattr(chain, f"outlier_fraction_{block.name}")[columns] = torch.sigmoid(torch.as_tensor(fitted.outlier_logit))
 
@@ -290,7 +290,7 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
     fewest = min(len(gap) for _, _, gap, _ in kernels)
     leaves = _Leaves(current.shift[columns], current.log_temperature[columns],
                      OUTLIER_START if outliers and fewest >= MIN_OUTLIER_GALAXIES else None,
-                     current.temperature_slope[columns] if conditional and fewest >= MIN_SLOPE_GALAXIES else None)
+                     current.log_temperature_slope[columns] if conditional and fewest >= MIN_SLOPE_GALAXIES else None)
 
     def log_marginal(k, shift, log_scale):
         # The marginal density of mean + s + T x at y: the kernel estimate of x's density at (y - mean - s) / T.
@@ -304,7 +304,7 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
         for k in range(len(columns)):
             log_temperature = calibration.log_temperature[k]  # per galaxy where the temperature follows the mean
             if leaves.slope is not None:
-                log_temperature = log_temperature + kernels[k][3] @ calibration.temperature_slope[k]
+                log_temperature = log_temperature + kernels[k][3] @ calibration.log_temperature_slope[k]
             lp = log_marginal(k, calibration.shift[k], log_temperature)
             if leaves.outliers:
                 logit = calibration.outlier_logit[k]

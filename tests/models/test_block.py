@@ -327,7 +327,7 @@ def test_a_conditional_recalibration_fits_residuals_wider_for_some_galaxies_wher
         spread = (mean[:, 0] - mean[:, 0].mean()) / mean[:, 0].std()  # the predicted y, in sd of the sample
         slope = torch.zeros(2, 2, dtype=torch.float64)
         slope[:, 0] = 0.55 / mean[:, 0].std()  # log T moves 0.55 per sd of the predicted y
-        other_sky = Calibration(chain.shift_y, chain.temperature_y.log(), temperature_slope=slope)
+        other_sky = Calibration(chain.shift_y, chain.temperature_y.log(), log_temperature_slope=slope)
         truth = chain.block_distribution(block, h, {}, calibration=other_sky).sample()
     if labelled == "one of two":
         truth[:, 1] = float("nan")
