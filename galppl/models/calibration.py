@@ -236,8 +236,8 @@ class _Leaves:
         getattr(chain, f"temperature_{block.name}")[columns] = fitted.log_temperature.exp()
         # What was not fitted is reset for these columns: the fit saw none of it.
         getattr(chain, f"log_temperature_slope_{block.name}")[columns] = fitted.log_temperature_slope
-        getattr(chain, f"outlier_widening_{block.name}")[columns] = torch.as_tensor(fitted.log_widening).exp()
-        getattr(chain, f"outlier_fraction_{block.name}")[columns] = torch.sigmoid(torch.as_tensor(fitted.outlier_logit))
+        getattr(chain, f"outlier_widening_{block.name}")[columns] = fitted.log_widening.exp()
+        getattr(chain, f"outlier_fraction_{block.name}")[columns] = torch.sigmoid(fitted.outlier_logit)
 
 
 def _fit(chain, block, h, features, target, rows, parent_draws, max_iter, outliers, conditional) -> _Leaves:
@@ -281,20 +281,20 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
         residual = chain.standardise(block, uncalibrated) - mean  # (draw, galaxy, dim), before shift and T
         observed = chain.standardise(block, target[rows])  # NaN stays NaN, per element
     columns = [block.variables.index(v) for v in variables]
-    kernels = []
+    kernels, labelled_means = [], []  # per refitted variable, over the galaxies that label it
     for j in columns:
         labelled = ~torch.isnan(observed[:, j])
-        kernels.append((*_shrunk_kernel(residual[:, labelled, j]), observed[labelled, j] - mean[labelled, j],
-                        mean[labelled]))
+        kernels.append((*_shrunk_kernel(residual[:, labelled, j]), observed[labelled, j] - mean[labelled, j]))
+        labelled_means.append(mean[labelled])
     current = chain.calibration(block)
-    fewest = min(len(gap) for _, _, gap, _ in kernels)
+    fewest = min(len(gap) for _, _, gap in kernels)
     leaves = _Leaves(current.shift[columns], current.log_temperature[columns],
                      OUTLIER_START if outliers and fewest >= MIN_OUTLIER_GALAXIES else None,
                      current.log_temperature_slope[columns] if conditional and fewest >= MIN_SLOPE_GALAXIES else None)
 
     def log_marginal(k, shift, log_scale):
         # The marginal density of mean + s + T x at y: the kernel estimate of x's density at (y - mean - s) / T.
-        centres, bandwidth, gap, _ = kernels[k]
+        centres, bandwidth, gap = kernels[k]
         u = (gap - shift) / log_scale.exp()
         return torch.logsumexp(torch.distributions.Normal(centres, bandwidth).log_prob(u), 0) - math.log(len(centres)) \
             - log_scale
@@ -304,7 +304,7 @@ def _fit_marginals(chain, block, h, features, target, variables, max_galaxies, m
         for k in range(len(columns)):
             log_temperature = calibration.log_temperature[k]  # per galaxy where the temperature follows the mean
             if leaves.slope is not None:
-                log_temperature = log_temperature + kernels[k][3] @ calibration.log_temperature_slope[k]
+                log_temperature = log_temperature + labelled_means[k] @ calibration.log_temperature_slope[k]
             lp = log_marginal(k, calibration.shift[k], log_temperature)
             if leaves.outliers:
                 logit = calibration.outlier_logit[k]
