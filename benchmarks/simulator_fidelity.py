@@ -18,7 +18,12 @@ SDSS extracts in ../shared/data/sdss (see PROVENANCE.md there):
     boosting reads z from ugriz (5-fold NMAD of dz/(1+z), outlier fraction), and the robust
     spread of g-r, u-g and r-i of red-sequence (u-r > 2.4) and blue-cloud (u-r < 2.0)
     galaxies in 0.02-wide redshift bins: a mock whose colours are tighter than the sky's gives
-    photo-z posteriors too narrow for real galaxies;
+    photo-z posteriors too narrow for real galaxies; the photo-z rms in bins of u-r says in
+    which galaxies;
+(g) inclination reddening: the slope of g-r against log10(a/b) of discs at fixed log M* and z
+    (least squares in three redshift bins), mock discs (star-forming, B/T < 0.4, the disc's
+    axis ratio) against Galaxy Zoo spirals (the r-band exponential fit's axis ratio): dust
+    in inclined discs reddens them (Maller et al. 2009; Masters et al. 2010);
 plus the O/H of metallicity-detected galaxies against the Wu & Boada 2019 labels
 (MPA-JHU oh_p50: mean ~8.91, sd ~0.20).
 
@@ -99,6 +104,34 @@ def cross_validated_rmse(x, y, seed=0, folds=5) -> float:
 def photometry_features(mag) -> np.ndarray:
     """(N, 9): the five magnitudes and the four adjacent colours."""
     return np.column_stack([mag, mag[:, :-1] - mag[:, 1:]])
+
+
+UR_BINS = (1.6, 2.2, 2.6)  # u-r edges of the photo-z rms bins (blue cloud .. red sequence)
+
+
+def rms_by_colour(residual, u_r) -> dict[str, float]:
+    """rms of ``residual`` in the u-r bins cut at ``UR_BINS``, keyed 'u-r < 1.6' etc."""
+    edges = (-np.inf, *UR_BINS, np.inf)
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+        key = f"u-r < {hi}" if lo == -np.inf else (f"u-r > {lo}" if hi == np.inf else f"u-r {lo}-{hi}")
+        out[key] = float(np.sqrt(np.mean(residual[(u_r >= lo) & (u_r < hi)] ** 2)))
+    return out
+
+
+INCLINATION_Z_BINS = ((0.02, 0.06), (0.06, 0.10), (0.10, 0.14))
+
+
+def inclination_reddening(g_r, axis_ratio, log_mstar, z) -> list[float]:
+    """Slope of g-r per dex of log10(a/b), with log M* and z as covariates, in each redshift
+    bin of ``INCLINATION_Z_BINS`` (pass the discs only)."""
+    log_ab = np.log10(1.0 / np.clip(axis_ratio, 0.05, 1.0))
+    slopes = []
+    for lo, hi in INCLINATION_Z_BINS:
+        k = (z >= lo) & (z < hi) & np.isfinite(g_r) & np.isfinite(log_ab) & np.isfinite(log_mstar)
+        design = np.column_stack([np.ones(k.sum()), log_ab[k], log_mstar[k] - 10.5, z[k]])
+        slopes.append(float(np.linalg.lstsq(design, g_r[k], rcond=None)[0][1]))
+    return slopes
 
 
 def robust_sd(x) -> float:
@@ -251,17 +284,35 @@ def main(argv=None) -> dict:
 
     # (f) colours at fixed redshift
     print("\n(f) colours at fixed redshift, mock | real (dr9_galaxyzoo_5k)")
-    photoz_m, photoz_r = (photoz_metrics(zz, cross_validated_predictions(photometry_features(m), zz, args.seed))
-                          for m, zz in ((mag_dered, mock["z"].values), (real_mag, gz["z"].values)))
+    photoz_m, photoz_r, rms_m, rms_r = {}, {}, {}, {}
+    for m, zz, metrics, rms in ((mag_dered, mock["z"].values, photoz_m, rms_m), (real_mag, gz["z"].values, photoz_r, rms_r)):
+        z_est = cross_validated_predictions(photometry_features(m), zz, args.seed)
+        metrics.update(photoz_metrics(zz, z_est))
+        rms.update(rms_by_colour(z_est - zz, m[:, 0] - m[:, 2]))
     (nmad_m, out_m), (nmad_r, out_r) = ((p["nmad"], p["outliers_0.05"]) for p in (photoz_m, photoz_r))
     results.update(photoz_nmad=nmad_m, photoz_nmad_real=nmad_r, photoz_outliers=out_m, photoz_outliers_real=out_r)
     print(f"    photo-z from ugriz (gradient boosting, 5-fold): NMAD {nmad_m:.4f} | {nmad_r:.4f};"
           f" |dz|/(1+z) > 0.05: {out_m:.2%} | {out_r:.2%}")
+    print("    its rms by u-r: " + "; ".join(f"{k} {rms_m[k]:.4f} | {rms_r[k]:.4f}" for k in rms_m))
+    results.update({f"photoz rms {k}": v for k, v in rms_m.items()})
     spread_m, spread_r = colour_spreads(mag_dered, mock["z"].values), colour_spreads(real_mag, gz["z"].values)
     print("    robust sd of colours in 0.02-wide z bins (red: u-r > 2.4, blue: u-r < 2.0):")
     for key in spread_m:
         results[f"sd {key}"] = spread_m[key]
         print(f"      {key:16s} {spread_m[key]:.3f} | {spread_r[key]:.3f} (ratio {spread_m[key] / spread_r[key]:.2f})")
+
+    # (g) inclination reddening of discs
+    discs = (mock["quenched"].values == 0) & (mock["bulge_to_total"].values < 0.4)
+    spirals = gz["gz_spiral"].values == 1
+    slope_m = inclination_reddening(*(v[discs] for v in (mag_dered[:, 1] - mag_dered[:, 2], mock["axis_ratio"].values,
+                                                          mock["log_mstar"].values, mock["z"].values)))
+    slope_r = inclination_reddening(*(v[spirals] for v in (real_mag[:, 1] - real_mag[:, 2], gz["axis_ratio_exp_r"].values,
+                                                            gz["log_mstar"].values, gz["z"].values)))
+    print(f"\n(g) g-r per dex of log10(a/b) at fixed log M* and z, mock discs ({discs.sum()}) | Galaxy Zoo spirals "
+          f"({spirals.sum()}):")
+    for (lo, hi), a, b in zip(INCLINATION_Z_BINS, slope_m, slope_r, strict=True):
+        print(f"    z {lo:.2f}-{hi:.2f}: {a:+.2f} | {b:+.2f}")
+        results[f"inclination g-r z{lo:.2f}"] = a
 
     # O/H of metallicity-detected galaxies
     det = mock["oh_detected"].values == 1
