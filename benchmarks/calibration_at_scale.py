@@ -6,7 +6,8 @@ size: `diagnostics_calibration.py`). The model is amortized, so it can be scored
 new galaxies of the same sky as one likes: this script simulates ``--n`` galaxies with another
 seed (none of them seen in training, validation or calibration), draws ``--draws`` posterior
 samples each, and prints every goal of `galppl.diagnostics.calibration_goals` with the standard
-error a calibrated posterior of that size would have, the coverage of each quartile bin of r,
+error a calibrated posterior of that size would have (and R^2, so that a change that moves
+calibration shows what it costs in accuracy), the coverage of each quartile bin of r,
 z and M* (the worst bins named), and how often a calibrated posterior of this size fails each
 goal (synthetic sets, as `diagnostics_calibration.py` does for 3,000).
 
@@ -65,6 +66,8 @@ def main() -> None:
           f"{flagged} flagged out of distribution (kept)")
 
     clock = time.perf_counter()
+    r2 = gd.accuracy(idata)["r2"]
+    print("R^2: " + ", ".join(f"{name} {float(r2.sel(parameter=name)):.4f}" for name in r2["parameter"].values))
     goals = gd.calibration_goals(idata)
     print(f"\n{'goal':<18} {'parameter':<24} {'statistic':>9} {'threshold':>9} {'SE if calibrated':>16} passed  where")
     for row in range(goals.sizes["check"]):
