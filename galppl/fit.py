@@ -327,11 +327,18 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
         val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
     history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress), desc=desc)
+    record = history.to_dict()
+    if chain.dropout > 0:  # refit the residual flows on the representation prediction uses
+        with chain.residuals_only():
+            refit = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress),
+                                  desc=f"{desc}: residual flows without dropout")
+        record["residual_refit"] = refit.to_dict()
+        record["wall_seconds"] += refit.wall_seconds
     calibration_set = val if calibration_set is None else calibration_set
     calibration = (chain.calibrate(calibration_set.features, calibration_set.targets, outliers=outliers,
                                    conditional=conditional)
                    if config.chain.calibrate else None)
-    return {**history.to_dict(), "calibration": calibration, "n_train": len(train.features),
+    return {**record, "calibration": calibration, "n_train": len(train.features),
             "n_val": len(val.features)}
 
 

@@ -32,7 +32,7 @@ averages the child's density over such draws.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 import pyro
@@ -376,6 +376,32 @@ class ChainModel(nn.Module):
         """Draws (num_draws, galaxy, block dim) per block in catalog units, plus ``p_<gate>``
         (galaxy, 1) per Bernoulli block: :func:`galppl.models.sampling.sample_chain`."""
         return sample_chain(self, features, num_draws)
+
+    @contextmanager
+    def residuals_only(self):
+        """Inside, training moves only the residual flows and their context embeddings: the
+        representation ``h`` and every head are frozen and ``h`` is computed as evaluation
+        computes it (no dropout). A chain trained with dropout learns residual widths around
+        the noisy ``h`` of training, which prediction never sees: refitting the flows in here
+        fits them to the ``h`` they will be used with. Restores everything on exit."""
+        frozen = [p for p in (*self.representation.parameters(), *self.heads.parameters()) if p.requires_grad]
+        dropouts = [(m, m.p) for m in self.representation.modules() if isinstance(m, nn.Dropout)]
+        try:
+            for p in frozen:
+                p.requires_grad_(False)
+            for m, _ in dropouts:
+                m.p = 0.0
+            yield self
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+            for m, rate in dropouts:
+                m.p = rate
+
+    @property
+    def dropout(self) -> float:
+        """The representation's dropout rate during training."""
+        return max((m.p for m in self.representation.modules() if isinstance(m, nn.Dropout)), default=0.0)
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
                   max_galaxies: int = 2048, max_iter: int = 50, outliers: bool = False,

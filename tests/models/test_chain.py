@@ -402,3 +402,33 @@ def test_pit_scale_covers_the_centre_where_the_likelihood_scale_is_set_by_the_ta
     assert scale < rms
     assert abs(coverage_68(scale, move) - 0.68) < abs(coverage_68(rms, 0.0) - 0.68)
     assert abs(coverage_68(scale, move) - 0.68) < 0.04
+
+
+def test_residuals_only_trains_the_flows_on_the_representation_prediction_uses():
+    """Inside ``residuals_only`` the representation and heads are frozen and dropout is off, so
+    training moves only the flows and their context embeddings, and the training loss is the
+    evaluation-mode loss; everything is restored on exit."""
+    from galppl.train import train_loss_fn
+
+    x, targets = toy_data(n=600)
+    chain = ChainModel(props_blocks(num_couplings=2), 3, hidden_dim=32, head_hidden_dim=32, dropout=0.5)
+    chain.set_standardisation(x, targets)
+    assert chain.dropout == 0.5
+    frozen = {k: v.clone() for k, v in chain.state_dict().items() if k.startswith(("representation.", "heads."))}
+    moving = {k: v.clone() for k, v in chain.state_dict().items() if k.startswith(("flows.", "embeds."))}
+    data = {"features": x, **targets}
+    config = TrainConfig(max_epochs=3, batch_size=200, lr=1e-2, progress=False)
+    def loss(training):  # the same random state for the draws of missing parents
+        chain.train(training)
+        torch.manual_seed(0)
+        return chain.negative_log_likelihood(x, **targets)
+
+    assert loss(True) != loss(False)
+    with chain.residuals_only():
+        assert chain.dropout == 0.0
+        assert loss(True) == loss(False)  # training sees the representation evaluation sees
+        train_loss_fn(chain.negative_log_likelihood, {"chain": chain}, data, None, config)
+    after = chain.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in frozen.items())
+    assert any(not torch.equal(after[k], v) for k, v in moving.items() if "flows." in k)
+    assert chain.dropout == 0.5 and all(p.requires_grad for p in chain.parameters())
