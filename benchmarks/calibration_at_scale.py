@@ -49,9 +49,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     posterior = GalaxyPosterior.load(args.model)
-    if posterior.config.data.split_seed not in (None, 0) or posterior.config.seed == args.seed:
-        print(f"note: the model's sky seed is {posterior.config.data.split_seed or posterior.config.seed}; "
-              f"--seed {args.seed} must differ from it for the galaxies to be new")
+    if posterior.config.data_seed == args.seed:
+        sys.exit(f"--seed {args.seed} is the seed of the model's own sky: pick another, so that the galaxies are new")
     clock = time.perf_counter()
     catalog = simulate(args.n, seed=args.seed, image_size=posterior.config.data.image_size, cache=False)
     simulated = time.perf_counter() - clock

@@ -128,6 +128,13 @@ def test_history_records_training_and_exclusions(posterior):
     assert refit["epochs_run"] >= 1 and history["wall_seconds"] >= refit["wall_seconds"] > 0
 
 
+def test_the_residual_refit_shares_the_chains_time_budget(catalog):
+    posterior = galppl.fit("props", catalog, inputs="photometry", max_seconds=1e-3, **QUICK)
+    history = posterior.history
+    assert history["stopped_because"] == history["residual_refit"]["stopped_because"] == "max_seconds"
+    assert history["residual_refit"]["epochs_run"] == 1
+
+
 def test_a_chain_without_dropout_trains_once(catalog):
     posterior = galppl.fit("props", catalog, inputs="photometry", dropout=0.0, **{**QUICK, "max_epochs": 1})
     assert "residual_refit" not in posterior.history
