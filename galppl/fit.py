@@ -335,10 +335,10 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         loss = with_magnitude_noise(loss, chain, band_to_feature_map(feature_names), config.chain.mag_noise)
         train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
         val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
-    history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, config.chain_training(progress), desc=desc)
+    training = config.chain_training(progress)
+    history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, training, desc=desc)
     record = history.to_dict()
     if chain.dropout > 0:  # refit the residual flows on the representation prediction uses
-        training = config.chain_training(progress)
         left = None if training.max_seconds is None else max(training.max_seconds - history.wall_seconds, 1e-3)
         refit_config = dataclasses.replace(training, lr=RESIDUAL_REFIT_LR_FACTOR * training.lr, max_seconds=left)
         with chain.residuals_only():

@@ -188,9 +188,9 @@ class Calibration(NamedTuple):
     ``log_temperature_slope`` (dim, dim; none by default: 0) makes the temperature follow the
     block's mean from galaxy to galaxy; each variable of a draw is, with probability
     ``sigmoid(outlier_logit)`` (none by default: ``-inf``), an outlier, its residual widened
-    further by ``exp(log_widening)`` (:class:`OutlierMixture`): where real galaxies' residuals are more peaked with heavier
-    tails than the model's (blends and bad photometry that the training sky lacks), one
-    temperature cannot fit the core and the tails together.
+    further by ``exp(log_widening)`` (:class:`OutlierMixture`): where real galaxies' residuals
+    are more peaked with heavier tails than the model's (blends and bad photometry that the
+    training sky lacks), one temperature cannot fit the core and the tails together.
     """
 
     shift: Tensor

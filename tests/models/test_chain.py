@@ -418,6 +418,7 @@ def test_residuals_only_trains_the_flows_on_the_representation_prediction_uses()
     moving = {k: v.clone() for k, v in chain.state_dict().items() if k.startswith(("flows.", "embeds."))}
     data = {"features": x, **targets}
     config = TrainConfig(max_epochs=3, batch_size=200, lr=1e-2, progress=False)
+
     def loss(training):  # the same random state for the draws of missing parents
         chain.train(training)
         torch.manual_seed(0)
