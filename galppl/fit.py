@@ -241,7 +241,8 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     try:
         record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
                         feature_names=init.featurizer.feature_names, loss=loss,
-                        calibration_set=val.select(val.galaxy[~flagged]), outliers=True, conditional=True)
+                        calibration_set=val.select(val.galaxy[~flagged]), outliers=True, conditional=True,
+                        from_trained=True)
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
@@ -321,10 +322,12 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
            desc: str, *, data: xr.Dataset, feature_names, loss=None, calibration_set: CatalogTensors | None = None,
-           outliers: bool = False, conditional: bool = False) -> dict:
+           outliers: bool = False, conditional: bool = False, from_trained: bool = False) -> dict:
     """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
-    ``val``, with ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
-    (:mod:`galppl.augment`, features named ``feature_names``), then calibrate it on
+    ``val`` (``from_trained``: its starting weights kept unless an epoch beats them), with
+    ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
+    (:mod:`galppl.augment`, features named ``feature_names``), refit its residual flows
+    without dropout (from the trained weights), then calibrate it on
     ``calibration_set`` (default ``val``; with an outlier share where ``outliers`` and a
     temperature that follows the mean where ``conditional``, see
     :func:`~galppl.models.calibration.recalibrate_blocks`); what to record."""
@@ -336,14 +339,15 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
         train_batch["mag_err"] = magnitude_errors(data, train.galaxy)
         val_batch["mag_err"] = magnitude_errors(data, val.galaxy)  # read, unused: validation is noiseless
     training = config.chain_training(progress)
-    history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, training, desc=desc)
+    history = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, training, desc=desc,
+                            from_trained=from_trained)
     record = history.to_dict()
     if chain.dropout > 0:  # refit the residual flows on the representation prediction uses
         left = None if training.max_seconds is None else max(training.max_seconds - history.wall_seconds, 1e-3)
         refit_config = dataclasses.replace(training, lr=RESIDUAL_REFIT_LR_FACTOR * training.lr, max_seconds=left)
         with chain.residuals_only():
             refit = train_loss_fn(loss, {"chain": chain}, train_batch, val_batch, refit_config,
-                                  desc=f"{desc}: residual flows without dropout")
+                                  desc=f"{desc}: residual flows without dropout", from_trained=True)
         record["residual_refit"] = refit.to_dict()
         record["wall_seconds"] += refit.wall_seconds
     calibration_set = val if calibration_set is None else calibration_set

@@ -125,9 +125,11 @@ class TrainHistory:
 
     train_loss, val_loss: per-epoch mean negative ELBO per galaxy (nats); ``val_loss`` is
     empty when no validation set was given (early stopping then watches the training
-    loss). best_epoch: 0-based epoch whose weights were restored. stopped_because: one of
+    loss). best_epoch: 0-based epoch whose weights were restored; -1 when no epoch beat the
+    starting weights, which were kept (``from_trained``). stopped_because: one of
     ``"early_stopping"``, ``"max_epochs"``, ``"max_seconds"``. batch_size: the galaxies per
-    minibatch it trained with (:func:`minibatch_size`).
+    minibatch it trained with (:func:`minibatch_size`). start_val_loss: the validation loss
+    of the weights training started from, where they were scored (``from_trained``; else None).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -137,6 +139,7 @@ class TrainHistory:
     wall_seconds: float = 0.0
     stopped_because: str = ""
     batch_size: int = 0
+    start_val_loss: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-able dict (NaN losses become ``None``)."""
@@ -276,6 +279,7 @@ def train_loss_fn(
     config: TrainConfig,
     *,
     desc: str = "",
+    from_trained: bool = False,
 ) -> TrainHistory:
     """:func:`train_svi` for a loss written in plain torch: the same loop without Pyro's tracing.
 
@@ -286,6 +290,10 @@ def train_loss_fn(
     best weights, and the optimiser (Adam over every parameter of ``modules``, each
     tensor's gradient clipped to ``config.clip_norm`` as ``pyro.optim``'s ``clip_args``
     do), so a loss equal to the Pyro model's ELBO trains the same weights.
+
+    from_trained: the modules hold trained weights (a fine-tune, a refit): they are scored on
+    ``val`` before the first step and kept unless an epoch beats them, so that training from
+    a good state never returns a worse one (``history.best_epoch`` is then -1).
     """
     n_train, n_val = _check_inputs(modules, train, val, config)
     params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
@@ -309,7 +317,7 @@ def train_loss_fn(
         return loss_fn(**batch, n_total=n_total).item()
 
     return _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config, desc, "train",
-                       optimizer=optimizer)
+                       optimizer=optimizer, from_trained=from_trained)
 
 
 def _check_inputs(modules: dict, train: dict, val: dict | None, config: TrainConfig) -> tuple[int, int | None]:
@@ -337,7 +345,7 @@ def _clip_each(params: list[torch.Tensor], clip_norm: float) -> None:
 
 
 def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: TrainConfig, desc: str, label: str,
-                optimizer: torch.optim.Optimizer | None = None):
+                optimizer: torch.optim.Optimizer | None = None, from_trained: bool = False):
     """The epoch loop shared by both trainers; returns the ``TrainHistory``.
 
     ``step(batch, n_total, first)`` takes one optimiser step and returns the minibatch's
@@ -346,6 +354,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     (``label`` when ``desc`` is empty). Runs in a forked torch random state seeded from ``config.seed``.
     With an ``optimizer`` (the plain-torch trainer), inside :func:`galppl.checkpoint.checkpoints`
     and outside torchrun, the loop's state is saved after every epoch and a saved one resumed.
+    With ``from_trained`` and a ``val``, the starting weights are the first candidate for the best.
     """
     batch_size = minibatch_size(config.batch_size, n_train)
     history = TrainHistory(batch_size=batch_size)
@@ -385,6 +394,13 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
 
     step, evaluate = diverged_as_floating_point(step), diverged_as_floating_point(evaluate)
 
+    def validation_loss() -> float:
+        """The mean loss per validation galaxy, in eval mode."""
+        _set_mode(modules, False)
+        with torch.no_grad():
+            total = sum(evaluate(batch, n_val) / n_val * size for batch, size in _batches(val, n_val, batch_size, None))
+        return total / n_val
+
     def out_of_time() -> bool:
         # Decided together under torchrun: a process stopping alone would stall the others' all-reduce.
         spent = config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
@@ -393,7 +409,12 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
     # Fork the RNG of every GPU the modules live on too, so the caller's streams stay untouched.
     gpus = sorted({p.device.index or 0 for m in modules.values() for p in m.parameters() if p.is_cuda})
     with torch.random.fork_rng(devices=gpus):
-        torch.manual_seed(config.seed)
+        if from_trained and val is not None and saved is None:
+            torch.manual_seed(config.seed)
+            start_loss = validation_loss()
+            if math.isfinite(start_loss):
+                history.start_val_loss = best_loss = start_loss
+        torch.manual_seed(config.seed)  # after the start's scoring: the training's random stream is as without it
         generator = torch.Generator().manual_seed(config.seed)
         first_epoch = 0
         if saved is not None:  # resume: every piece of state the next epoch reads
@@ -425,13 +446,7 @@ def _run_epochs(step, evaluate, modules, train, n_train, val, n_val, config: Tra
 
             monitored = history.train_loss[-1]
             if val is not None:
-                _set_mode(modules, False)
-                with torch.no_grad():
-                    val_total = sum(
-                        evaluate(batch, n_val) / n_val * size
-                        for batch, size in _batches(val, n_val, batch_size, None)
-                    )
-                history.val_loss.append(val_total / n_val)
+                history.val_loss.append(validation_loss())
                 monitored = history.val_loss[-1]
             history.epochs_run = epoch + 1
             # -ELBO per galaxy (nats)

@@ -126,6 +126,9 @@ def test_history_records_training_and_exclusions(posterior):
     assert set(history["excluded_incomplete_inputs"]) == {"vae", "train", "val", "test"}
     refit = history["residual_refit"]  # the default dropout (0.2): the flows refitted without it
     assert refit["epochs_run"] >= 1 and history["wall_seconds"] >= refit["wall_seconds"] > 0
+    # The refit starts from trained flows: they are scored first and kept unless an epoch beats them.
+    assert history["start_val_loss"] is None and refit["start_val_loss"] is not None
+    assert refit["best_epoch"] == -1 or refit["val_loss"][refit["best_epoch"]] < refit["start_val_loss"]
 
 
 def test_the_residual_refit_shares_the_chains_time_budget(catalog):

@@ -165,6 +165,7 @@ def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, s
     assert tuned.config.train.lr == FINE_TUNING.lr and tuned.config.data.vae_fraction == 0.0
     assert tuned.history["frozen_blocks"] == ["bh", "oh_detected", "oh"]
     assert tuned.history["init_history"] == init.history
+    assert tuned.history["start_val_loss"] is not None  # init's weights were a candidate for the best
     assert set(tuned.split["train"]) <= set(real["galaxy"].values.tolist())
 
     tuned_state = state(tuned)
