@@ -327,7 +327,7 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
     ``val`` (``from_trained``: its starting weights kept unless an epoch beats them), with
     ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
     (:mod:`galppl.augment`, features named ``feature_names``), refit its residual flows
-    without dropout (from the trained weights), then calibrate it on
+    without dropout where it has dropout (from the trained weights), then calibrate it on
     ``calibration_set`` (default ``val``; with an outlier share where ``outliers`` and a
     temperature that follows the mean where ``conditional``, see
     :func:`~galppl.models.calibration.recalibrate_blocks`); what to record."""

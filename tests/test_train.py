@@ -242,7 +242,7 @@ def test_fused_clipping_matches_clip_grad_norm_per_tensor():
     assert params[0].grad.norm() < 2.0 and torch.isclose(params[1].grad.norm(), torch.tensor(2.0), rtol=1e-5)
 
 
-def squared_error(reg):
+def gaussian_nll(reg):
     """train_loss_fn's loss for ``reg``: the Gaussian NLL of the minibatch, scaled to n_total galaxies."""
     def loss(x, y, n_total):
         return -dist.Normal(reg.linear(x).squeeze(-1), NOISE).log_prob(y).sum() * n_total / len(y)
@@ -251,7 +251,7 @@ def squared_error(reg):
 
 def trained_regression(slope):
     reg = Regression()
-    train_loss_fn(squared_error(reg), {"regression": reg}, line_data(200, slope, seed=11), line_data(50, slope, seed=12),
+    train_loss_fn(gaussian_nll(reg), {"regression": reg}, line_data(200, slope, seed=11), line_data(50, slope, seed=12),
                   TrainConfig(lr=0.1, batch_size=50, max_epochs=30, patience=30, progress=False))
     return reg
 
@@ -263,7 +263,7 @@ def test_from_trained_keeps_the_starting_weights_when_no_epoch_beats_them():
     kept = trained_regression(2.0)
     start = kept.linear.weight.detach().clone(), kept.linear.bias.detach().clone()
     start_loss = kept.nll_per_galaxy(**val)
-    history = train_loss_fn(squared_error(kept), {"regression": kept}, line_data(200, -2.0, seed=13), val, cfg,
+    history = train_loss_fn(gaussian_nll(kept), {"regression": kept}, line_data(200, -2.0, seed=13), val, cfg,
                             from_trained=True)
     assert history.best_epoch == -1 and history.epochs_run == 5
     assert history.start_val_loss == pytest.approx(start_loss, rel=1e-5)
@@ -272,7 +272,7 @@ def test_from_trained_keeps_the_starting_weights_when_no_epoch_beats_them():
     assert TrainHistory.from_dict(history.to_dict()).start_val_loss == history.start_val_loss
 
     moved = trained_regression(2.0)  # without from_trained the best epoch's (worse) weights come back
-    plain = train_loss_fn(squared_error(moved), {"regression": moved}, line_data(200, -2.0, seed=13), val, cfg)
+    plain = train_loss_fn(gaussian_nll(moved), {"regression": moved}, line_data(200, -2.0, seed=13), val, cfg)
     assert plain.best_epoch == 0 and plain.start_val_loss is None
     assert moved.nll_per_galaxy(**val) > start_loss
 
@@ -284,7 +284,7 @@ def test_from_trained_trains_as_before_when_an_epoch_beats_the_start():
     runs = []
     for from_trained in (False, True):
         reg = Regression()
-        history = train_loss_fn(squared_error(reg), {"regression": reg}, train, val, cfg, from_trained=from_trained)
+        history = train_loss_fn(gaussian_nll(reg), {"regression": reg}, train, val, cfg, from_trained=from_trained)
         runs.append((history, reg.linear.weight.item()))
     (plain, w_plain), (scored, w_scored) = runs
     assert scored.train_loss == plain.train_loss and scored.val_loss == plain.val_loss and w_scored == w_plain
