@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from galppl import __version__
 from galppl.data.files import atomic_path, write_text_atomic
 
 # The default wall-clock budget of ``galppl run`` without a config file, and its shares:
@@ -451,6 +452,7 @@ def _unphysical_argument(command) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="galppl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"galppl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="fit on the embedded mock sky and write posteriors, figures and a report")

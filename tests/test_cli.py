@@ -87,6 +87,12 @@ def test_bad_arguments_fail_at_once_in_one_line(argv, message, capsys, monkeypat
     fails_at_once(argv, capsys, monkeypatch, message)
 
 
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"galppl {galppl.__version__}"
+
+
 def test_bad_config_file_is_named(tmp_path, capsys, monkeypatch):
     (tmp_path / "fit.toml").write_text("seed = 1\n[chain]\nlayers = 3\n")
     fails_at_once(["run", "--config", str(tmp_path / "fit.toml")], capsys, monkeypatch,
