@@ -179,7 +179,7 @@ def _run(args, config) -> int:
     start = time.perf_counter()
     size = config.data.image_size
     stamps = f"{size}x{size} gri stamps" if uses_images(config.chain.inputs) else "no images"
-    print(f"galppl {galppl.__version__}: simulating {config.data.n_galaxies} mock SDSS galaxies "
+    print(f"galppl {__version__}: simulating {config.data.n_galaxies} mock SDSS galaxies "
           f"({stamps}; cached after the first run)", flush=True)
     catalog = default_catalog(config, progress=not args.quiet)
     phases = {"simulate": time.perf_counter() - start}
