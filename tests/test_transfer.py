@@ -70,10 +70,14 @@ def test_recalibrate_changes_only_the_calibration_buffers_and_records_them(catal
     json.dumps(model.history)  # saved with the model: JSON-able
 
     # Residuals widened by noise call for larger temperatures than the clean galaxies do (the
-    # temperature of the typical galaxy: each galaxy's follows the core's predicted values).
+    # temperature of the typical galaxy: each galaxy's follows the core's predicted values): for
+    # log M* and log SFR, whose 0.5 dex of noise is large against this quick model's errors. z's
+    # 0.01 is a fifth of its z error (0.05 rms) and moves the width by ~2%, within the fit's noise.
     clean = copy.deepcopy(posterior)
     clean.recalibrate(held_out(catalog, clean))
-    assert (typical_temperature(model, held) > typical_temperature(clean, held)).all()
+    core = posterior.chain.blocks[0].variables
+    assert core[:2] == ("log_mstar", "log_sfr")
+    assert (typical_temperature(model, held) > typical_temperature(clean, held))[:2].all()
 
 
 def typical_temperature(posterior, catalog):
@@ -158,7 +162,10 @@ def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, s
     init = galppl.load(posterior.save(tmp_path / "mock"))
     initial = state(init)
     real = small_catalog.drop_vars(NOT_Z_OR_MSTAR)
-    tuned = galppl.fit(data=real, init=init, **QUICK)
+    # 10 epochs: at the fine-tuning rate the first few lose to init's weights on validation (which
+    # it would then keep, moving nothing); about the fifth beats them
+    tuned = galppl.fit(data=real, init=init, **{**QUICK, "max_epochs": 10})
+    assert tuned.history["best_epoch"] >= 0
 
     assert state(init).keys() == initial.keys() and all(torch.equal(v, initial[k]) for k, v in state(init).items())
     assert tuned.featurizer is init.featurizer and tuned.model == "props"

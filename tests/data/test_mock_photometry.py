@@ -131,3 +131,39 @@ def test_simulated_stellar_metallicity_offsets_have_the_declared_scatter_and_sho
     red = (cat["quenched"].values == 1) & (np.abs(cat["true_log_mstar"].values - 10.9) < 0.3)
     g_r = cat["rest_abs_mag"].values[red, 1] - cat["rest_abs_mag"].values[red, 2]
     assert np.corrcoef(offset[red], g_r)[0, 1] > 0.5
+
+
+def test_sed_variety_moves_observed_bands_of_young_galaxies_only(table):
+    """A galaxy's own departure from the SED family shifts each observed band by exactly its
+    magnitudes, on bulge and disc alike, and leaves the rest-frame family and the M/L alone; it
+    scales with youth, so the red sequence stays tight."""
+    normals = np.random.default_rng(0).standard_normal((20_000, 5))
+    young = mp.sed_variety(np.full(20_000, -9.0), normals)
+    old = mp.sed_variety(np.full(20_000, -12.5), normals)
+    youth = mp.young_fraction(-9.0) / mp.YOUTH_MAX
+    np.testing.assert_allclose(young.std(0), mp.SED_VARIETY_MAG * youth, rtol=0.03)
+    assert youth > 0.95 and old.std() < 0.05 * young.std()
+
+    dist = DistanceTable.build()
+    z = np.full(3, 0.1)
+    args = (table, z, dist.distance_modulus(z), np.full(3, 10.3), np.full(3, -9.8), np.full(3, 0.1),
+            np.full(3, 0.3), np.full(3, 0.02))  # fmt: skip
+    offset = np.array([[0.03, -0.02, 0.0, 0.01, -0.04], [0.0] * 5, [-0.05, 0.05, 0.02, -0.01, 0.0]])
+    plain = mp.galaxy_photometry(*args)
+    varied = mp.galaxy_photometry(*args, sed_offset=offset)
+    np.testing.assert_allclose(varied.mag - plain.mag, offset, atol=1e-12)
+    np.testing.assert_allclose(varied.bulge_flux / plain.bulge_flux, varied.disc_flux / plain.disc_flux, rtol=1e-12)
+    np.testing.assert_array_equal(varied.rest_mag, plain.rest_mag)
+    np.testing.assert_array_equal(varied.log_ml_r, plain.log_ml_r)
+
+
+def test_simulated_sed_offsets_are_recorded_and_widen_the_blue_cloud_only():
+    from galppl.data import simulate
+
+    cat = simulate(3000, seed=1, image_size=None, cache=False)
+    offset = cat["sed_offset"]
+    assert offset.dims == ("galaxy", "band") and offset.attrs["units"] == "mag"
+    quenched = cat["quenched"].values == 1
+    star_forming_sd = offset.values[~quenched].std()
+    assert 0.6 * mp.SED_VARIETY_MAG < star_forming_sd < mp.SED_VARIETY_MAG
+    assert offset.values[quenched].std() < 0.3 * star_forming_sd

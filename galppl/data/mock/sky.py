@@ -29,7 +29,7 @@ from galppl.data.mock.d4000 import BREAK_NOISE, BreakEstimator
 from galppl.data.schema import BANDS, CHANNELS, FLUX_UNIT, attrs_for, flag, new_catalog, validate
 from galppl.physics import H0, OMEGA_M, log_mbh_from_sigma
 
-SIMULATOR_VERSION = "galppl-mock-sky 0.5"
+SIMULATOR_VERSION = "galppl-mock-sky 0.6"
 CACHE_ENV = "GALPPL_CACHE"
 PIXEL_SCALE = 0.396  # arcsec / pixel (SDSS)
 _MAX_BATCH = 200_000
@@ -56,6 +56,7 @@ CITATIONS = (
     "Gallazzi et al. 2005, MNRAS 362, 41 (stellar metallicity at fixed mass)",
     "Schlafly & Finkbeiner 2011, ApJ 737, 103 (Milky Way extinction coefficients)",
     "Lupton, Gunn & Szalay 1999, AJ 118, 1406 (asinh magnitudes)",
+    "Brammer, van Dokkum & Coppi 2008, ApJ 686, 1503 (template error: SED variety beyond a template set)",
 )
 
 
@@ -147,7 +148,9 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
     # stellar continuum, then the whole galaxy's emission lines in the bands they fall in
     ml_offset = mp.ML_INTRINSIC_SCATTER * rng.standard_normal(size)
     z_star = mprop.draw_stellar_metallicity_offset(rng, size)
-    phot = mp.galaxy_photometry(tables.sed, z, dm, log_m, log_ssfr, ebv_star, bt, ebv_mw, ml_offset, z_star)
+    sed_offset = mp.sed_variety(log_ssfr, rng.standard_normal((size, len(BANDS))))
+    phot = mp.galaxy_photometry(tables.sed, z, dm, log_m, log_ssfr, ebv_star, bt, ebv_mw, ml_offset, z_star,
+                                sed_offset)
     phot = mp.add_emission_lines(phot, mp.line_band_fluxes(z, total_lines.as_dict_short(), a_ha), quenched)
     mag, mag_err = mp.observe_magnitudes(rng, phot.mag, r50, psf_r)
 
@@ -202,7 +205,7 @@ def draw_batch(rng: np.random.Generator, size: int, tables: _Tables) -> dict[str
         "sigma_spurious": sigma_spurious.astype(np.int8), "sigma_missing": sigma_missing,
         "bulge_to_total": bt, "r50": r50, "r50_kpc": r50_kpc, "r50_bulge": r50_b, "r50_disc": r50_d,
         "axis_ratio": q_disc, "axis_ratio_bulge": q_bulge, "position_angle": pa, "clumpiness": clump,
-        "stellar_metallicity_offset": z_star, "a_halpha": a_ha, "ebv_stellar": ebv_star, "ebv": ebv_mw,
+        "stellar_metallicity_offset": z_star, "sed_offset": sed_offset, "a_halpha": a_ha, "ebv_stellar": ebv_star, "ebv": ebv_mw,
         "fibre_fraction": fib_tot, "psf_fwhm": psf,
         "mag_petro_r": mag_petro_r, "mu50_r": mu50_r,
         "bulge_flux": phot.bulge_flux[:, 1:4], "disc_flux": phot.disc_flux[:, 1:4],
@@ -239,6 +242,7 @@ _EXTRA = {
     "position_angle": ("deg", "position angle of the major axis"),
     "clumpiness": ("", "0..1 strength of star-forming clumps / spiral structure in the image"),
     "stellar_metallicity_offset": ("dex", "stellar [Z/H] minus the mean at the galaxy's mass (Gallazzi et al. 2005)"),
+    "sed_offset": ("mag", "the galaxy's own departure from the SED family per band (star-forming SEDs' variety)"),
     "a_halpha": ("mag", "internal dust attenuation at H-alpha (Garn & Best 2010)"),
     "ebv_stellar": ("mag", "internal E(B-V) of the stellar continuum (Calzetti 2000)"),
     "ebv": ("mag", "Milky Way E(B-V) (SFD scale) towards the galaxy"),
@@ -250,7 +254,7 @@ _EXTRA = {
     "disc_flux": ("nanomaggy", "noiseless observed disc flux per channel (MW extinction applied)"),
 }
 _CHANNEL_VARS = ("psf_fwhm", "bulge_flux", "disc_flux")
-_BAND_VARS = ("mag", "mag_err", "extinction", "true_mag", "rest_abs_mag")
+_BAND_VARS = ("mag", "mag_err", "extinction", "true_mag", "rest_abs_mag", "sed_offset")
 _INTERNAL = ("ra", "dec", "sigma_missing", "_selected")
 
 
