@@ -36,6 +36,12 @@ def real_catalog():
     return data
 
 
+def fitting_ids(split: dict) -> np.ndarray:
+    """The galaxy ids a galppl fit learnt from (``train``, ``val`` and ``calibration``): what a
+    baseline trains on, so that every row sees the same galaxies apart from the test ones."""
+    return np.concatenate([split[part] for part in ("train", "val", "calibration") if part in split])
+
+
 def baselines(seed: int) -> dict:
     """The paper's point-estimate baselines, name -> a factory of an unfitted sklearn regressor."""
     return {

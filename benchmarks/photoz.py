@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 import torch
-from _scoring import MSTAR_Z_CHAIN, boosting_intervals, draw_intervals, interval_scores, real_catalog
+from _scoring import MSTAR_Z_CHAIN, boosting_intervals, draw_intervals, fitting_ids, interval_scores, real_catalog
 
 import galppl
 from galppl.config import FitConfig
@@ -70,7 +70,7 @@ def galppl_scores(data, blocks, split, args) -> tuple[dict, float, str]:
 def boosting_scores(data, split, variables, seed) -> dict:
     """Scores of gradient boosting (median: squared loss; intervals: quantile loss) on galppl's inputs."""
     features = build_features(data, "photometry")
-    train_ids = np.concatenate([split["train"], split["val"]])
+    train_ids = fitting_ids(split)
     x_train, x_test = features.sel(galaxy=train_ids).values, features.sel(galaxy=split["test"]).values
     median, lower, upper = {}, {}, {}
     for v in variables:

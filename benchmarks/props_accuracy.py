@@ -150,7 +150,10 @@ def main() -> None:
     # galppl: scores from its draws; NLL per block from its log density in catalog units.
     # The baselines read the same features (float64, as the Featurizer gives them).
     features = posterior.features(catalog)
-    rows = {name: np.flatnonzero(np.isin(catalog["galaxy"].values, posterior.split[name])) for name in ("train", "val", "test")}
+    # The baselines' widths come from the galaxies galppl held out to stop and calibrate on.
+    held_out = np.concatenate([posterior.split["val"], posterior.split["calibration"]])
+    rows = {name: np.flatnonzero(np.isin(catalog["galaxy"].values, ids))
+            for name, ids in (("train", posterior.split["train"]), ("val", held_out), ("test", posterior.split["test"]))}
     ok = catalog_tensors(features, catalog).usable
     x = features.values
     test_ok = ok[rows["test"]]

@@ -50,6 +50,7 @@ from _scoring import (
     baselines,
     boosting_intervals,
     draw_intervals,
+    fitting_ids,
     interval_scores,
     real_catalog,
 )
@@ -132,7 +133,7 @@ def mock_part(size: dict, seed: int, progress: bool):
         both = galppl.fit("props", catalog, inputs="image+photometry", vae=vae, vae_fraction=0.0,
                           split_seed=split_seed, seed=split_seed, **fits)
         assert np.array_equal(phot.split["test"], both.split["test"]), "one split for every row"
-        train_ids = np.concatenate([phot.split["train"], phot.split["val"]])
+        train_ids = fitting_ids(phot.split)
         test_ids = phot.split["test"]
         test = catalog.sel(galaxy=test_ids)
         make = baselines(split_seed)
@@ -163,7 +164,7 @@ def dr9_part(size: dict, seed: int, data, mock, noisy):
     for split_seed in range(seed, seed + size["splits"]):
         config = FitConfig().with_options(inputs="photometry", fractions=(0.6, 0.1, 0.3), split_seed=split_seed)
         split = split_galaxies(data, config)
-        pool = np.random.default_rng(split_seed).permutation(np.concatenate([split["train"], split["val"]]))
+        pool = np.random.default_rng(split_seed).permutation(fitting_ids(split))
         # Every row is scored on the test galaxies the mock model reads as in-distribution.
         test_ids = split["test"][~flagged.sel(galaxy=split["test"]).values]
         test = data.sel(galaxy=test_ids)
@@ -172,7 +173,7 @@ def dr9_part(size: dict, seed: int, data, mock, noisy):
                           seed=split_seed, **fits)
         real_ensemble = galppl.fit(MSTAR_Z_CHAIN, data, inputs="photometry", fractions=(0.6, 0.1, 0.3),
                                    split_seed=split_seed, seed=split_seed, ensemble=REAL_ENSEMBLE, **fits)
-        train_ids = np.concatenate([split["train"], split["val"]])
+        train_ids = fitting_ids(split)
         x_train, x_test = photometry.sel(galaxy=train_ids).values, photometry.sel(galaxy=test_ids).values
         boosted = [boosting_intervals(x_train, data[v].sel(galaxy=train_ids).values, x_test, split_seed)
                    for v in variables]

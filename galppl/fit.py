@@ -2,10 +2,11 @@
 
 The pipeline of ``fit`` (settings: :class:`~galppl.config.FitConfig`):
 
-1. the catalog is split once, seeded, into ``vae`` / ``train`` / ``val`` / ``test`` galaxies:
-   ``test`` and ``val`` take ``fractions[2]`` and ``fractions[1]``; of the rest, a share
-   ``vae_fraction`` trains only the VAE, so that, as in the paper, the image encoder and the
-   flows are fitted on disjoint galaxies;
+1. the catalog is split once, seeded, into ``vae`` / ``train`` / ``val`` / ``calibration`` /
+   ``test`` galaxies: ``test`` and ``val`` take ``fractions[2]`` and ``fractions[1]``, and a
+   share ``calibration_fraction`` of the latter is kept apart as ``calibration``; of the rest,
+   a share ``vae_fraction`` trains only the VAE, so that, as in the paper, the image encoder
+   and the flows are fitted on disjoint galaxies;
 2. the VAE is fitted on its galaxies (or a given one reused) and frozen; the
    :class:`~galppl.features.Featurizer` (input variant, VAE, feature names, training input
    ranges, and their density, whose out-of-distribution threshold is set on ``val``) is built once;
@@ -13,7 +14,8 @@ The pipeline of ``fit`` (settings: :class:`~galppl.config.FitConfig`):
    inputs are left out of training and counted, never filled;
 4. the chain is trained by maximum likelihood (flow log-likelihood + MSE of the mean heads +
    Bernoulli cross-entropy) with early stopping on ``val``, then each block's residual spread
-   is recalibrated (location shift and temperature) on ``val`` (the test galaxies are never touched).
+   is recalibrated (location shift and temperature) on ``calibration``, galaxies that no
+   choice of the training saw (the test galaxies are never touched).
 
 ``fit(..., ensemble=k)`` runs steps 1-3 once and step 4 for k seeds (one
 :class:`~galppl.ensemble.EnsemblePosterior`); ``fit(data, init=posterior)`` skips steps 2-3
@@ -66,17 +68,21 @@ def default_catalog(config: FitConfig, progress: bool = True) -> xr.Dataset:
 
 
 def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]:
-    """Seeded disjoint split of the galaxy ids into ``vae``, ``train``, ``val`` and ``test``."""
+    """Seeded disjoint split of the galaxy ids into ``vae``, ``train``, ``val``, ``calibration``
+    and ``test`` (``vae`` and ``calibration`` may be empty, where their shares are 0)."""
     ids = data["galaxy"].values
     fractions = config.data.fractions
     order = np.random.default_rng(config.data_seed).permutation(len(ids))
     n_test = int(round(fractions[2] * len(ids)))
     n_val = int(round(fractions[1] * len(ids)))
     test, val, rest = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    n_calibration = int(round(config.data.calibration_fraction * n_val))
     n_vae = int(round(config.data.vae_fraction * len(rest))) if uses_images(config.chain.inputs) else 0
-    split = {"vae": rest[:n_vae], "train": rest[n_vae:], "val": val, "test": test}
+    split = {"vae": rest[:n_vae], "train": rest[n_vae:], "val": val[n_calibration:],
+             "calibration": val[:n_calibration], "test": test}
     for name, rows in split.items():
-        if name != "vae" and len(rows) < 2:
+        allowed = name == "vae" or name == "calibration" and len(rows) == 0  # shares that may be 0
+        if len(rows) < 2 and not allowed:
             raise ValueError(f"the {name!r} split has {len(rows)} galaxies: give a larger catalog")
     return {name: ids[np.sort(rows)] for name, rows in split.items()}
 
@@ -150,7 +156,7 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
                                           features.sel(galaxy=split["val"]), ood_quantile=config.chain.ood_quantile,
                                           seed=config.seed)
     tensors = catalog_tensors(features, data, blocks)
-    train, val = _usable_parts(tensors, split)
+    train, val, calibration = _usable_parts(tensors, split)
     shared_seconds = time.perf_counter() - start  # the split, VAE and featurizer: once for all members
     members = []
     for seed in seeds:
@@ -159,7 +165,7 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
         chain = ChainModel(blocks, featurizer.feature_dim, seed=seed, **config.chain.model_options())
         chain.set_standardisation(train.features, train.targets)
         record = _train(chain, train, val, member_config, progress, desc=f"{name} (seed {seed})", data=data,
-                        feature_names=featurizer.feature_names)
+                        feature_names=featurizer.feature_names, calibration_set=calibration)
         record.update(excluded_incomplete_inputs=_excluded(tensors, split),
                       fit_seconds=shared_seconds + time.perf_counter() - start)
         members.append(GalaxyPosterior(chain, featurizer, model=name, config=member_config, history=record,
@@ -178,7 +184,7 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     hold any subset of the modelled variables (e.g. only ``z`` and ``log_mstar``); missing
     values drop out of the likelihood as in any fit. ``data`` is split as ``galppl.fit`` splits
     (no VAE share: the VAE is ``init``'s); the chain is trained from ``init``'s weights with
-    early stopping on the ``val`` galaxies, then recalibrated on them
+    early stopping on the ``val`` galaxies, then recalibrated on the ``calibration`` ones
     (:meth:`~galppl.posterior.GalaxyPosterior.recalibrate`'s calibration).
 
     What moves: the representation MLP (shared by every block) and the weights of each block
@@ -190,7 +196,7 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     CRPS of each labelled variable's marginal from reparameterised draws of the block
     (:func:`~galppl.models.marginal.marginal_score_loss`), a proper score that trains the
     flow, head and representation together, so the flow follows the representation as it
-    moves rather than being left to drift with it. The recalibration on ``val`` then refits
+    moves rather than being left to drift with it. The recalibration then refits
     the labelled variables' shift and temperature (and outlier share and the temperature's
     slopes on the mean, as ``recalibrate`` does: the flow's shape is still the first sky's) on
     their marginals and keeps the others' (:func:`~galppl.models.calibration.calibration_plan`).
@@ -225,10 +231,10 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     split = split_galaxies(data, config)
     features = init.features(data)  # init's featurizer: a catalog giving other features is refused here
     tensors = catalog_tensors(features, data, init.chain.blocks)
-    train, val = _usable_parts(tensors, split)
-    # Calibrated without the val galaxies init flags out-of-distribution, as recalibrate is: one
+    train, val, calibration = _usable_parts(tensors, split)
+    # Calibrated without the galaxies init flags out-of-distribution, as recalibrate is: one
     # glitched galaxy's likelihood would widen every other posterior (they still train and stop early).
-    flagged = init.featurizer.ood_scores(features)["out_of_distribution"].sel(galaxy=val.galaxy).values
+    flagged = init.featurizer.ood_scores(features)["out_of_distribution"].sel(galaxy=calibration.galaxy).values
     chain = copy.deepcopy(init.chain)
     frozen = _unobserved_blocks(chain, train)
     if len(frozen) == len(chain.blocks):
@@ -241,7 +247,7 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     try:
         record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
                         feature_names=init.featurizer.feature_names, loss=loss,
-                        calibration_set=val.select(val.galaxy[~flagged]), outliers=True, conditional=True,
+                        calibration_set=calibration.select(calibration.galaxy[~flagged]), outliers=True, conditional=True,
                         from_trained=True)
     finally:
         for parameter in parameters:
@@ -310,9 +316,12 @@ def _unobserved_blocks(chain: ChainModel, train: CatalogTensors) -> list[str]:
     return [b.name for b in chain.blocks if not torch.isfinite(train.targets[b.name]).any()]
 
 
-def _usable_parts(tensors: CatalogTensors, split: dict) -> tuple[CatalogTensors, CatalogTensors]:
-    """The ``train`` and ``val`` galaxies with complete inputs."""
-    return tuple(tensors.select(split[part]).usable_rows() for part in ("train", "val"))
+def _usable_parts(tensors: CatalogTensors, split: dict) -> tuple[CatalogTensors, CatalogTensors, CatalogTensors]:
+    """The ``train``, ``val`` and calibration galaxies with complete inputs: the ``calibration``
+    split, or ``val`` where it is empty (``calibration_fraction=0``; models saved before it)."""
+    train, val = (tensors.select(split[part]).usable_rows() for part in ("train", "val"))
+    calibration = split.get("calibration", [])
+    return train, val, (tensors.select(calibration).usable_rows() if len(calibration) else val)
 
 
 def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
@@ -321,14 +330,14 @@ def _excluded(tensors: CatalogTensors, split: dict) -> dict[str, int]:
 
 
 def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config: FitConfig, progress: bool,
-           desc: str, *, data: xr.Dataset, feature_names, loss=None, calibration_set: CatalogTensors | None = None,
+           desc: str, *, data: xr.Dataset, feature_names, calibration_set: CatalogTensors, loss=None,
            outliers: bool = False, conditional: bool = False, from_trained: bool = False) -> dict:
     """Train ``chain`` on ``loss`` (default: its negative log-likelihood) with early stopping on
     ``val`` (``from_trained``: its starting weights kept unless an epoch beats them), with
     ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
     (:mod:`galppl.augment`, features named ``feature_names``), refit its residual flows
     without dropout where it has dropout (from the trained weights), then calibrate it on
-    ``calibration_set`` (default ``val``; with an outlier share where ``outliers`` and a
+    ``calibration_set`` (the ``calibration`` split, see :func:`_usable_parts`; with an outlier share where ``outliers`` and a
     temperature that follows the mean where ``conditional``, see
     :func:`~galppl.models.calibration.recalibrate_blocks`); what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
@@ -350,12 +359,11 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
                                   desc=f"{desc}: residual flows without dropout", from_trained=True)
         record["residual_refit"] = refit.to_dict()
         record["wall_seconds"] += refit.wall_seconds
-    calibration_set = val if calibration_set is None else calibration_set
     calibration = (chain.calibrate(calibration_set.features, calibration_set.targets, outliers=outliers,
                                    conditional=conditional)
                    if config.chain.calibrate else None)
     return {**record, "calibration": calibration, "n_train": len(train.features),
-            "n_val": len(val.features)}
+            "n_val": len(val.features), "n_calibration": len(calibration_set.features)}
 
 
 def fit_vae(data, config=None, *, progress: bool = True, **options):

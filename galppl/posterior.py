@@ -58,6 +58,9 @@ OLDEST_READABLE = "0.3.0"
 # mean (older saves load with none: the model exactly as it was saved).
 OUTLIER_SHARE_SINCE = "0.4.0"
 TEMPERATURE_SLOPE_SINCE = "0.6.0"
+# The first galppl that calibrated on a split of its own (DataConfig.calibration_fraction);
+# older saves calibrated on their val galaxies, and load saying so (a fraction of 0).
+CALIBRATION_SPLIT_SINCE = "0.9.0"
 # What a saved posterior's config.json must hold.
 SAVED_KEYS = ("kind", "galppl_version", "model", "blocks", "config", "history", "split")
 
@@ -67,7 +70,8 @@ class GalaxyPosterior:
 
     model: ``"props"``, ``"lines"``, ``"joint"`` or ``"custom"``. config: the
     :class:`~galppl.config.FitConfig` it was fitted with. history: what training recorded.
-    split: the galaxy ids of the ``vae``, ``train``, ``val`` and ``test`` splits.
+    split: the galaxy ids of the ``vae``, ``train``, ``val``, ``calibration`` and ``test`` splits
+    (no ``calibration`` in models saved before galppl 0.9.0).
     """
 
     def __init__(self, chain: ChainModel, featurizer: Featurizer, *, model: str, config: FitConfig,
@@ -375,9 +379,11 @@ class GalaxyPosterior:
         for name, digest in checksums.get("files", {}).items():
             _check_file(path / name, digest)
         try:
+            if _version_key(version) < _version_key(CALIBRATION_SPLIT_SINCE):
+                saved["config"]["data"] = {**saved["config"].get("data", {}), "calibration_fraction": 0.0}
             config = FitConfig.from_dict(saved["config"])
             blocks = [Block.from_dict(b) for b in saved["blocks"]]
-        except (KeyError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise CorruptFileError(f"{str(path / CONFIG_FILE)!r} does not describe a model this galppl can build: "
                                    f"{type(error).__name__}: {error}") from error
         featurizer = Featurizer.load(path)

@@ -13,6 +13,7 @@ import galppl
 from galppl.data import simulate
 from galppl.fit import FitConfig, default_catalog, split_galaxies
 from galppl.models.calibration import OUTLIER_BUFFERS, SLOPE_BUFFERS
+from galppl.models.chain import ChainModel
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
 
@@ -33,10 +34,21 @@ def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
     ids = np.concatenate(list(split.values()))
     assert len(ids) == len(set(ids.tolist())) == catalog.sizes["galaxy"]
     n = catalog.sizes["galaxy"]
-    assert abs(len(split["test"]) - 0.15 * n) <= 1 and abs(len(split["val"]) - 0.15 * n) <= 1
+    assert abs(len(split["test"]) - 0.15 * n) <= 1
+    # Half the held-out galaxies stop the training, the other half only calibrate it.
+    assert abs(len(split["val"]) - 0.075 * n) <= 1 and abs(len(split["calibration"]) - 0.075 * n) <= 1
     assert abs(len(split["vae"]) - 0.3 * 0.7 * n) <= 2
     photometry_only = split_galaxies(catalog, FitConfig().with_options(inputs="photometry"))
     assert len(photometry_only["vae"]) == 0  # no VAE to train: its share goes to the flows
+
+
+def test_no_calibration_share_calibrates_on_the_val_galaxies(catalog):
+    whole = split_galaxies(catalog, FitConfig().with_options(calibration_fraction=0.0))
+    halved = split_galaxies(catalog, FitConfig())
+    assert len(whole["calibration"]) == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([halved["val"], halved["calibration"]])), whole["val"])
+    with pytest.raises(ValueError, match=r"calibration_fraction must be a number in \[0, 1\), got 1"):
+        FitConfig().with_options(calibration_fraction=1)
 
 
 def test_split_seed_fixes_the_split_across_seeds(catalog):
@@ -123,7 +135,8 @@ def test_load_refuses_weights_that_do_not_fit_the_saved_chain(tmp_path, posterio
 def test_history_records_training_and_exclusions(posterior):
     history = posterior.history
     assert history["epochs_run"] >= 1 and len(history["val_loss"]) == history["epochs_run"]
-    assert set(history["excluded_incomplete_inputs"]) == {"vae", "train", "val", "test"}
+    assert set(history["excluded_incomplete_inputs"]) == {"vae", "train", "val", "calibration", "test"}
+    assert history["n_calibration"] == len(posterior.split["calibration"]) > 0
     refit = history["residual_refit"]  # the default dropout (0.35): the flows refitted without it
     assert refit["epochs_run"] >= 1 and history["wall_seconds"] >= refit["wall_seconds"] > 0
     # The refit starts from trained flows: they are scored first and kept unless an epoch beats them.
@@ -183,7 +196,7 @@ def test_load_errors(tmp_path):
 def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
     path = posterior.save(tmp_path / "model")
     saved = json.loads((path / "config.json").read_text())
-    assert saved["galppl_version"] == galppl.__version__ == "0.8.0"
+    assert saved["galppl_version"] == galppl.__version__ == "0.9.0"
     assert saved["config"] == posterior.config.to_dict()
     assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
     loaded = galppl.load(path)
@@ -236,6 +249,27 @@ def test_a_model_saved_before_its_calibration_buffers_loads_without_them_and_pre
     test = catalog.sel(galaxy=posterior.split["test"][:20])
     np.testing.assert_array_equal(loaded.sample(test, num_samples=30, seed=1)["z"],
                                   posterior.sample(test, num_samples=30, seed=1)["z"])
+
+
+def test_the_fit_calibrates_on_the_calibration_galaxies_only(catalog, monkeypatch):
+    """Early stopping reads ``val``; the calibration reads the ``calibration`` galaxies' features."""
+    seen = []
+    calibrate = ChainModel.calibrate
+    monkeypatch.setattr(ChainModel, "calibrate", lambda self, features, *a, **k: (seen.append(features),
+                                                                                  calibrate(self, features, *a, **k))[1])
+    posterior = galppl.fit("props", catalog, inputs="photometry", **QUICK)
+    expected = posterior.features(catalog.sel(galaxy=posterior.split["calibration"])).values
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-6)
+
+
+def test_a_model_saved_before_the_calibration_split_loads_saying_it_calibrated_on_val(tmp_path, posterior):
+    path = posterior.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    del config["config"]["data"]["calibration_fraction"]
+    config["galppl_version"] = "0.8.0"
+    (path / "config.json").write_text(json.dumps(config))
+    assert galppl.load(path).config.data.calibration_fraction == 0.0
 
 
 def test_load_refuses_weights_that_do_not_fit_at_this_version(tmp_path, posterior):
