@@ -161,6 +161,8 @@ def test_fit_with_images_trains_vae_on_disjoint_galaxies():
     post = galppl.fit("props", catalog, vae_max_epochs=1, **QUICK)
     assert post.vae is not None
     assert not set(post.split["vae"]) & set(post.split["train"])
+    # The chain never saw the VAE's galaxies: they calibrate it, with the calibration split.
+    assert post.history["n_calibration"] == len(post.split["calibration"]) + len(post.split["vae"])
     assert post.feature_names[:2] == ["latent_mean_0", "latent_mean_1"]
     idata = post.predict(catalog.sel(galaxy=post.split["test"][:5]), num_samples=10)
     assert np.isfinite(idata.posterior["z"].values).all()
