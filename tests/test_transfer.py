@@ -124,15 +124,16 @@ def test_recalibrating_on_z_and_mstar_only_repairs_an_injected_z_error_and_keeps
     z and log M* alone gives, on 1,000 more, the coverage that recalibrating the untouched
     model gives (within 0.015: the injected error is undone), within 0.05 of nominal (the
     three-epoch flow's shape is not the truth's, which location and scale cannot mend), leaves
-    log SFR's (unlabelled) calibration bitwise alone, and the joint TARP no worse than the
-    model's before the error was injected."""
+    log SFR's (unlabelled) calibration bitwise alone, and the joint TARP that recalibrating the
+    untouched model gives (the joint structure is kept). (Not the fitted model's TARP: it was
+    calibrated on 75 galaxies, and its errors in the three margins may cancel in the joint,
+    which two margins refitted on 1,000 galaxies then expose.)"""
     sky = simulate(2000, seed=9, image_size=None, cache=False)
     calibration_set, test_set = sky.isel(galaxy=slice(0, 1000)), sky.isel(galaxy=slice(1000, None))
-    _, atc_fitted = coverage_and_tarp(posterior, test_set)
     untouched = copy.deepcopy(posterior)
     with pytest.warns(UserWarning, match=r"block 'core': log_sfr labelled on 0"):
         untouched.recalibrate(calibration_set.drop_vars(NOT_Z_OR_MSTAR))
-    covered_untouched, _ = coverage_and_tarp(untouched, test_set)
+    covered_untouched, atc_untouched = coverage_and_tarp(untouched, test_set)
     model = copy.deepcopy(posterior)
     z = model.chain.blocks[0].variables.index("z")
     model.chain.shift_core[z] += 0.3
@@ -155,7 +156,7 @@ def test_recalibrating_on_z_and_mstar_only_repairs_an_injected_z_error_and_keeps
     covered, atc = coverage_and_tarp(model, test_set)
     np.testing.assert_allclose(covered[:2], covered_untouched[:2], atol=0.015)
     np.testing.assert_allclose(covered[:2], [[0.68, 0.95]] * 2, atol=0.05)
-    assert abs(atc) <= abs(atc_fitted) + tarp_atc_stderr(1000)
+    assert abs(atc - atc_untouched) <= tarp_atc_stderr(1000)
 
 
 def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, small_catalog):
