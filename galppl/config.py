@@ -144,8 +144,9 @@ class ChainConfig:
     does not set ``flow_options["num_couplings"]`` itself. oh_flow: the flow of the props
     chain's 1-d M_BH and O/H blocks, ``"affine"`` (the paper's) or ``"spline"``; ``None`` is
     ``"affine"``. A custom chain sets each block's kind itself, so it takes no ``oh_flow``.
-    calibrate: temperature-scale each block's residual on the validation galaxies after
-    training (:meth:`galppl.models.chain.ChainModel.calibrate`). ood_quantile: the share of
+    calibrate: temperature-scale each block's residual after training, on the galaxies no step
+    of the training saw (:attr:`DataConfig.calibration_fraction`;
+    :meth:`galppl.models.chain.ChainModel.calibrate`). ood_quantile: the share of
     validation galaxies the out-of-distribution flag leaves unflagged, in (0, 1)
     (:class:`galppl.ood.InputDensity`). mag_noise: noise augmentation (:mod:`galppl.augment`):
     each training minibatch moves every galaxy's magnitudes by ``mag_noise x N(0, mag_err^2)``
