@@ -152,8 +152,8 @@ def main() -> None:
     features = posterior.features(catalog)
     # The baselines' widths come from the galaxies galppl held out to stop and calibrate on.
     held_out = np.concatenate([posterior.split["val"], posterior.split["calibration"]])
-    rows = {name: np.flatnonzero(np.isin(catalog["galaxy"].values, ids))
-            for name, ids in (("train", posterior.split["train"]), ("val", held_out), ("test", posterior.split["test"]))}
+    parts = {"train": posterior.split["train"], "val": held_out, "test": posterior.split["test"]}
+    rows = {name: np.flatnonzero(np.isin(catalog["galaxy"].values, ids)) for name, ids in parts.items()}
     ok = catalog_tensors(features, catalog).usable
     x = features.values
     test_ok = ok[rows["test"]]

@@ -94,9 +94,9 @@ class DataConfig:
     paper, the image encoder and the flows see disjoint galaxies). calibration_fraction: the
     share of the val galaxies kept apart to calibrate the chain (the ``calibration`` split, with
     the VAE's galaxies), in [0, 1): the rest choose the epoch (early stopping) and set the
-    out-of-distribution threshold; 0 calibrates on those same galaxies (galppl < 0.9). split_seed: seeds the split
-    and the mock sky instead of ``FitConfig.seed``, so fits with different seeds (an ensemble)
-    share one data set, one split and one VAE.
+    out-of-distribution threshold; 0 calibrates on those same galaxies (galppl < 0.9).
+    split_seed: seeds the split and the mock sky instead of ``FitConfig.seed``, so fits with
+    different seeds (an ensemble) share one data set, one split and one VAE.
     """
 
     n_galaxies: int = 20000

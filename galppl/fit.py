@@ -247,8 +247,8 @@ def fine_tune(init: GalaxyPosterior, data: xr.Dataset, *, model=None, config: Fi
     try:
         record = _train(chain, train, val, config, progress, desc=f"fine-tune {init.model}", data=data,
                         feature_names=init.featurizer.feature_names, loss=loss,
-                        calibration_set=calibration.select(calibration.galaxy[~flagged]), outliers=True, conditional=True,
-                        from_trained=True)
+                        calibration_set=calibration.select(calibration.galaxy[~flagged]), outliers=True,
+                        conditional=True, from_trained=True)
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
@@ -346,8 +346,8 @@ def _train(chain: ChainModel, train: CatalogTensors, val: CatalogTensors, config
     ``data``'s magnitude errors as noise where ``config.chain.mag_noise`` asks
     (:mod:`galppl.augment`, features named ``feature_names``), refit its residual flows
     without dropout where it has dropout (from the trained weights), then calibrate it on
-    ``calibration_set`` (the ``calibration`` split, see :func:`_usable_parts`; with an outlier share where ``outliers`` and a
-    temperature that follows the mean where ``conditional``, see
+    ``calibration_set`` (see :func:`_usable_parts`; with an outlier share where ``outliers``
+    and a temperature that follows the mean where ``conditional``, see
     :func:`~galppl.models.calibration.recalibrate_blocks`); what to record."""
     # The chain's Pyro model, scored in plain torch (tested equal to its Trace_ELBO loss).
     loss = chain.negative_log_likelihood if loss is None else loss

@@ -257,8 +257,12 @@ def test_the_fit_calibrates_on_the_calibration_galaxies_only(catalog, monkeypatc
     """Early stopping reads ``val``; the calibration reads the ``calibration`` galaxies' features."""
     seen = []
     calibrate = ChainModel.calibrate
-    monkeypatch.setattr(ChainModel, "calibrate", lambda self, features, *a, **k: (seen.append(features),
-                                                                                  calibrate(self, features, *a, **k))[1])
+
+    def recording(self, features, *args, **kwargs):
+        seen.append(features)
+        return calibrate(self, features, *args, **kwargs)
+
+    monkeypatch.setattr(ChainModel, "calibrate", recording)
     posterior = galppl.fit("props", catalog, inputs="photometry", **QUICK)
     expected = posterior.features(catalog.sel(galaxy=posterior.split["calibration"])).values
     assert len(seen) == 1
