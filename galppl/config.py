@@ -110,7 +110,7 @@ class DataConfig:
     # 1.050; its VAE galaxies 1.055 / 1.020 / 1.062; four fresh skies' 1.015-1.054 / 1.011-1.042
     # / 1.049-1.054. Scored on 30,000 fresh galaxies, the val calibration's 68% coverage was
     # 0.661-0.671 and its worst quartile bin 0.038 / 0.022 / 0.039 off; the test galaxies',
-    # 0.676-0.691 and 0.021 / 0.020 / 0.019 (runs/exp/calsky.py, an experiment).
+    # 0.676-0.691 and 0.021 / 0.020 / 0.019 (an experiment; README, Calibration at scale).
     calibration_fraction: float = 0.5
     split_seed: int | None = None
 

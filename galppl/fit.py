@@ -83,7 +83,9 @@ def split_galaxies(data: xr.Dataset, config: FitConfig) -> dict[str, np.ndarray]
     for name, rows in split.items():
         allowed = name == "vae" or name == "calibration" and len(rows) == 0  # shares that may be 0
         if len(rows) < 2 and not allowed:
-            raise ValueError(f"the {name!r} split has {len(rows)} galaxies: give a larger catalog")
+            halved = name in ("val", "calibration") and split["calibration"].size
+            hint = " (or calibration_fraction=0: stop and calibrate on the same val galaxies)" if halved else ""
+            raise ValueError(f"the {name!r} split has {len(rows)} galaxies: give a larger catalog{hint}")
     return {name: ids[np.sort(rows)] for name, rows in split.items()}
 
 
@@ -327,7 +329,7 @@ def _usable_parts(tensors: CatalogTensors, split: dict) -> tuple[CatalogTensors,
     the main job calibrates on 5,700 galaxies instead of 1,500 (the temperature's and the
     centring's noise shrink as the square root)."""
     train, val = (tensors.select(split[part]).usable_rows() for part in ("train", "val"))
-    if len(split.get("calibration", [])) == 0:
+    if len(split["calibration"]) == 0:
         return train, val, val
     unseen = np.concatenate([split["calibration"], split["vae"]])
     return train, val, tensors.select(unseen).usable_rows()

@@ -49,6 +49,10 @@ def test_no_calibration_share_calibrates_on_the_val_galaxies(catalog):
     np.testing.assert_array_equal(np.sort(np.concatenate([halved["val"], halved["calibration"]])), whole["val"])
     with pytest.raises(ValueError, match=r"calibration_fraction must be a number in \[0, 1\), got 1"):
         FitConfig().with_options(calibration_fraction=1)
+    tiny = catalog.isel(galaxy=slice(0, 20))  # 3 val galaxies: 2 calibrate, 1 would stop the training
+    with pytest.raises(ValueError, match=r"'val' split has 1 galaxies: .*or calibration_fraction=0"):
+        split_galaxies(tiny, FitConfig())
+    assert len(split_galaxies(tiny, FitConfig().with_options(calibration_fraction=0.0))["val"]) == 3
 
 
 def test_split_seed_fixes_the_split_across_seeds(catalog):
