@@ -1,5 +1,6 @@
 """galppl.fit / predict / save / load on small mock catalogs."""
 
+import copy
 import json
 import re
 
@@ -12,7 +13,7 @@ import xarray as xr
 import galppl
 from galppl.data import simulate
 from galppl.fit import FitConfig, default_catalog, split_galaxies
-from galppl.models.calibration import OUTLIER_BUFFERS, SLOPE_BUFFERS
+from galppl.models.calibration import MIN_SLOPE_GALAXIES, OUTLIER_BUFFERS, SLOPE_BUFFERS
 from galppl.models.chain import ChainModel
 
 QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
@@ -20,7 +21,7 @@ QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progr
 
 @pytest.fixture(scope="module")
 def catalog():
-    return simulate(1500, seed=3, image_size=None, cache=False)
+    return simulate(1800, seed=3, image_size=None, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,8 @@ def test_history_records_training_and_exclusions(posterior):
     history = posterior.history
     assert history["epochs_run"] >= 1 and len(history["val_loss"]) == history["epochs_run"]
     assert set(history["excluded_incomplete_inputs"]) == {"vae", "train", "val", "calibration", "test"}
-    assert history["n_calibration"] == len(posterior.split["calibration"]) > 0
+    calibrating = history["n_calibration"] + history["calibration_left_out_of_distribution"]
+    assert calibrating == len(posterior.split["calibration"]) and history["n_calibration"] > 0
     refit = history["residual_refit"]  # the default dropout (0.35): the flows refitted without it
     assert refit["epochs_run"] >= 1 and history["wall_seconds"] >= refit["wall_seconds"] > 0
     # The refit starts from trained flows: they are scored first and kept unless an epoch beats them.
@@ -165,8 +167,10 @@ def test_fit_with_images_trains_vae_on_disjoint_galaxies():
     post = galppl.fit("props", catalog, vae_max_epochs=1, **QUICK)
     assert post.vae is not None
     assert not set(post.split["vae"]) & set(post.split["train"])
-    # The chain never saw the VAE's galaxies: they calibrate it, with the calibration split.
-    assert post.history["n_calibration"] == len(post.split["calibration"]) + len(post.split["vae"])
+    # The chain never saw the VAE's galaxies: they calibrate it, with the calibration split
+    # (those its out-of-distribution density flags apart).
+    calibrating = post.history["n_calibration"] + post.history["calibration_left_out_of_distribution"]
+    assert calibrating == len(post.split["calibration"]) + len(post.split["vae"])
     assert post.feature_names[:2] == ["latent_mean_0", "latent_mean_1"]
     idata = post.predict(catalog.sel(galaxy=post.split["test"][:5]), num_samples=10)
     assert np.isfinite(idata.posterior["z"].values).all()
@@ -202,7 +206,7 @@ def test_load_errors(tmp_path):
 def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
     path = posterior.save(tmp_path / "model")
     saved = json.loads((path / "config.json").read_text())
-    assert saved["galppl_version"] == galppl.__version__ == "0.9.0"
+    assert saved["galppl_version"] == galppl.__version__ == "0.10.0"
     assert saved["config"] == posterior.config.to_dict()
     assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
     loaded = galppl.load(path)
@@ -238,7 +242,11 @@ def test_a_model_saved_before_its_calibration_buffers_loads_without_them_and_pre
     """galppl 0.3.0 saved no outlier calibration buffers and 0.5.0 no temperature slopes: such a
     model loads with none (the plain flow, one temperature: exactly the distribution it had) and
     draws what it drew."""
-    path = posterior.save(tmp_path / "model")
+    old = copy.deepcopy(posterior)  # as that galppl fitted it: no outlier share, no slopes
+    for name, buffer in old.chain.named_buffers():
+        if name.startswith(removed_prefixes):
+            buffer.fill_(1.0 if name.startswith("outlier_widening_") else 0.0)
+    path = old.save(tmp_path / "model")
     state = torch.load(path / "chain.pt", weights_only=True)
     removed = [name for name in state if name.startswith(removed_prefixes)]
     assert removed
@@ -254,11 +262,12 @@ def test_a_model_saved_before_its_calibration_buffers_loads_without_them_and_pre
         assert torch.equal(loaded.chain.state_dict()[name], torch.full_like(state[name], default)), name
     test = catalog.sel(galaxy=posterior.split["test"][:20])
     np.testing.assert_array_equal(loaded.sample(test, num_samples=30, seed=1)["z"],
-                                  posterior.sample(test, num_samples=30, seed=1)["z"])
+                                  old.sample(test, num_samples=30, seed=1)["z"])
 
 
 def test_the_fit_calibrates_on_the_calibration_galaxies_only(catalog, monkeypatch):
-    """Early stopping reads ``val``; the calibration reads the ``calibration`` galaxies' features."""
+    """Early stopping reads ``val``; the calibration reads the ``calibration`` galaxies' features,
+    without those the out-of-distribution density flags."""
     seen = []
     calibrate = ChainModel.calibrate
 
@@ -268,9 +277,25 @@ def test_the_fit_calibrates_on_the_calibration_galaxies_only(catalog, monkeypatc
 
     monkeypatch.setattr(ChainModel, "calibrate", recording)
     posterior = galppl.fit("props", catalog, inputs="photometry", **QUICK)
-    expected = posterior.features(catalog.sel(galaxy=posterior.split["calibration"])).values
+    features = posterior.features(catalog.sel(galaxy=posterior.split["calibration"]))
+    flagged = posterior.featurizer.ood_scores(features)["out_of_distribution"].values
+    assert flagged.any() and flagged.sum() == posterior.history["calibration_left_out_of_distribution"]
     assert len(seen) == 1
-    np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(seen[0].numpy(), features.values[~flagged], rtol=1e-6)
+
+
+def test_the_fit_lets_each_temperature_follow_the_mean_where_enough_galaxies_calibrate(catalog, posterior):
+    """Since galppl 0.10 the fit's calibration is conditional: a block calibrated on at least
+    MIN_SLOPE_GALAXIES galaxies gets slopes of its log temperature on its mean (as recorded, so
+    stored), a block with fewer keeps none."""
+    calibration = posterior.history["calibration"]
+    assert posterior.history["n_calibration"] >= MIN_SLOPE_GALAXIES
+    core = np.array(calibration["core"]["log_temperature_slope"])
+    assert core.shape == (3, 3) and np.abs(core).max() > 0
+    np.testing.assert_allclose(posterior.chain.log_temperature_slope_core.numpy(), core, rtol=1e-6)
+    with_oh = int(np.isfinite(catalog["oh"].sel(galaxy=posterior.split["calibration"]).values).sum())
+    assert 0 < with_oh < MIN_SLOPE_GALAXIES
+    assert np.all(np.array(calibration["oh"]["log_temperature_slope"]) == 0)
 
 
 def test_a_model_saved_before_the_calibration_split_loads_saying_it_calibrated_on_val(tmp_path, posterior):

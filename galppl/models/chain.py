@@ -55,7 +55,7 @@ from galppl.models.block import (
     calibrated,
     check_blocks,
 )
-from galppl.models.calibration import recalibrate_blocks
+from galppl.models.calibration import MAX_ITER, recalibrate_blocks
 from galppl.models.plate import galaxy_plate, minibatch_scale
 from galppl.models.predictive import chain_log_prob, sample_chain
 
@@ -404,7 +404,7 @@ class ChainModel(nn.Module):
         return max((m.p for m in self.representation.modules() if isinstance(m, nn.Dropout)), default=0.0)
 
     def calibrate(self, features: torch.Tensor, targets: dict[str, torch.Tensor], *, parent_draws: int = 32,
-                  max_galaxies: int = 2048, max_iter: int = 50, outliers: bool = False,
+                  max_galaxies: int = 2048, max_iter: int = MAX_ITER, outliers: bool = False,
                   conditional: bool = False) -> dict[str, dict]:
         """Recalibrate each continuous block's location and spread (with ``outliers``, also an
         outlier share and widening per variable; with ``conditional``, a temperature that follows
