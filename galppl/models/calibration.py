@@ -55,13 +55,14 @@ still moves monotonically, so the flow's dependence between the variables (and w
 unlabelled ones) is kept, where a shift linear in the mean moved z and log M* galaxy by galaxy
 away from the unlabelled log SFR (a mock test's TARP ATC 0.006 -> 0.022; not built).
 The fit after training uses it too since galppl 0.10. On the training sky the widths also
-want to follow the mean: the main job's model (calibrated on its 5,700 calibration and VAE
-galaxies, scored on 30,000 fresh ones of each of two seeds) over-covered its most massive
-quartile (68%: 0.703 for log M*) and its lowest-redshift quartile (0.706 for log M_BH) with
-one temperature per variable; with the slopes the worst quartile bin of log M*, log SFR, z
-and log M_BH is within 0.019 of nominal on both skies (before: 0.023 and 0.026 at worst).
-galppl < 0.9 calibrated on its validation galaxies, which the early stopping had selected;
-there the slopes did not help (per-bin coverage no nearer nominal).
+want to follow the mean: galppl 0.9's main job (calibrated on its 5,700 calibration and VAE
+galaxies with one temperature per variable, scored on 30,000 fresh ones of each of two seeds,
+``benchmarks/calibration_at_scale.py``) over-covered its most massive quartile (68%: 0.703 for
+log M*) and its lowest-redshift quartile (0.706 for log M_BH); 0.10's, with the slopes, has
+the worst quartile bin of log M*, log SFR, z and log M_BH within 0.019 of nominal on both
+skies (0.9: 0.023 and 0.026 at worst). galppl < 0.9 calibrated on its validation galaxies,
+which the early stopping had selected; there the slopes did not help (per-bin coverage no
+nearer nominal).
 
 Why the likelihood and not the CRPS (:mod:`galppl.models.marginal`, convex in (s, T) and
 bandwidth-free, used for fine-tuning): the CRPS is in the units of y, so galaxies with wide
