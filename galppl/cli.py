@@ -270,8 +270,9 @@ def _fit(args, config) -> int:
     path = posterior.save(args.out)
     history = posterior.history
     print(f"wrote {path}/ ({posterior.model}, inputs {posterior.inputs}; trained on {history['n_train']} galaxies "
-          f"in {history['fit_seconds']:.0f} s; excluded for incomplete inputs: "
-          f"{history['excluded_incomplete_inputs']})")
+          f"in {history['fit_seconds']:.0f} s, calibrated on {history['n_calibration']} "
+          f"({history['calibration_left_out_of_distribution']} flagged out-of-distribution left out); "
+          f"excluded for incomplete inputs: {history['excluded_incomplete_inputs']})")
     return 0
 
 

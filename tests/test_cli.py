@@ -196,7 +196,11 @@ def test_fit_predict_resume_and_diagnose_a_users_table(tmp_path, capsys):
     model = tmp_path / "model"
     assert main(["fit", str(tmp_path / "sky.nc"), "--config", str(tmp_path / "fit.toml"), "--out", str(model),
                  "--quiet"]) == 0
-    assert f"wrote {model}/ (props, inputs photometry" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {model}/ (props, inputs photometry" in printed
+    history = galppl.load(model).history
+    assert (f"calibrated on {history['n_calibration']} ({history['calibration_left_out_of_distribution']} "
+            "flagged out-of-distribution left out)") in printed
     assert galppl.load(model).config.seed == 1
 
     out = tmp_path / "summaries.zarr"
