@@ -276,10 +276,15 @@ def test_the_fit_calibrates_on_the_calibration_galaxies_only(catalog, monkeypatc
         return calibrate(self, features, *args, **kwargs)
 
     monkeypatch.setattr(ChainModel, "calibrate", recording)
-    posterior = galppl.fit("props", catalog, inputs="photometry", **QUICK)
-    features = posterior.features(catalog.sel(galaxy=posterior.split["calibration"]))
+    # Three calibration galaxies with a glitched g band (3 mag too faint): flagged, so left out.
+    calibration_ids = split_galaxies(catalog, FitConfig().with_options(inputs="photometry"))["calibration"]
+    glitched = catalog.copy(deep=True)
+    glitched["mag"].loc[{"galaxy": calibration_ids[:3], "band": "g"}] += 3.0
+    posterior = galppl.fit("props", glitched, inputs="photometry", **QUICK)
+    assert list(posterior.split["calibration"]) == list(calibration_ids)
+    features = posterior.features(glitched.sel(galaxy=posterior.split["calibration"]))
     flagged = posterior.featurizer.ood_scores(features)["out_of_distribution"].values
-    assert flagged.any() and flagged.sum() == posterior.history["calibration_left_out_of_distribution"]
+    assert flagged[:3].all() and flagged.sum() == posterior.history["calibration_left_out_of_distribution"]
     assert len(seen) == 1
     np.testing.assert_allclose(seen[0].numpy(), features.values[~flagged], rtol=1e-6)
 
