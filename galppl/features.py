@@ -217,6 +217,22 @@ class Featurizer:
             outside = (features.values < low) | (features.values > high)
         return xr.DataArray(outside, dims=("galaxy", "feature"), coords=features.coords)
 
+    def in_distribution(self, tensors: CatalogTensors, features: xr.DataArray) -> tuple[CatalogTensors, int]:
+        """The usable rows of ``tensors`` that :meth:`ood_scores` does not flag
+        out-of-distribution, and how many usable rows it flags (``features``: this featurizer's
+        features of a catalog holding every galaxy of ``tensors``). What a calibration reads
+        (the fit's, a fine-tune's, ``GalaxyPosterior.recalibrate``'s): a flagged galaxy's
+        posterior is an extrapolation, and its residual, however few such galaxies there are,
+        moves the calibration of every other one (they still train and stop early). Calibrated
+        with them (an experiment on a galppl 0.10.0 main job's model: 47 flagged of 5,700),
+        log M_BH's temperature slope was -0.011 instead of +0.036, and the 68% coverage of its
+        mass quartiles on 30,000 fresh galaxies 0.662-0.704 instead of 0.682-0.692; on DR9, 500
+        real galaxies with the flagged ones widened z's 68% interval to 0.79 coverage, without
+        them 0.71."""
+        usable = tensors.usable_rows()
+        flagged = self.ood_scores(features.sel(galaxy=usable.galaxy))["out_of_distribution"].values
+        return usable.select(usable.galaxy[~flagged]), int(flagged.sum())
+
     def ood_scores(self, features: xr.DataArray) -> xr.Dataset:
         """``ood_score`` (nats; NaN for incomplete inputs), ``outside_training_range`` (bool:
         some feature lies outside :meth:`training_range`) and ``out_of_distribution`` (bool: the

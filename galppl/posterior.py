@@ -294,9 +294,8 @@ class GalaxyPosterior:
         """
         validate(data)
         features = self.features(data)
-        tensors = catalog_tensors(features, data, self.chain.blocks)
-        flagged = self.featurizer.ood_scores(features)["out_of_distribution"].values & tensors.usable
-        tensors = tensors.select(tensors.galaxy[tensors.usable & ~flagged])
+        tensors, left_out = self.featurizer.in_distribution(catalog_tensors(features, data, self.chain.blocks),
+                                                           features)
         plan = calibration_plan(self.chain, tensors.targets)
         kept = {name: [v for v in step["labelled"] if v not in step["variables"]] for name, step in plan.items()}
         why = "; ".join(f"block {name!r}: " + ", ".join(f"{v} labelled on {plan[name]['labelled'][v]}" for v in variables)
@@ -310,7 +309,7 @@ class GalaxyPosterior:
         calibration = self.chain.calibrate(tensors.features, tensors.targets, outliers=outliers,
                                            conditional=conditional)
         record = {"calibration": calibration, "n_galaxies": len(tensors.galaxy),
-                  "n_out_of_distribution_left_out": int(flagged.sum()), "source": str(data.attrs.get("source", ""))}
+                  "n_out_of_distribution_left_out": left_out, "source": str(data.attrs.get("source", ""))}
         self.history.setdefault("recalibrations", []).append(record)
         return calibration
 

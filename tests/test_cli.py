@@ -198,10 +198,11 @@ def test_fit_predict_resume_and_diagnose_a_users_table(tmp_path, capsys):
                  "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {model}/ (props, inputs photometry" in printed
-    history = galppl.load(model).history
+    loaded = galppl.load(model)
+    history = loaded.history
     assert (f"calibrated on {history['n_calibration']} ({history['calibration_left_out_of_distribution']} "
             "flagged out-of-distribution left out)") in printed
-    assert galppl.load(model).config.seed == 1
+    assert loaded.config.seed == 1
 
     out = tmp_path / "summaries.zarr"
     argv = ["predict", str(model), str(tmp_path / "sky.parquet"), str(out), "--num-samples", "20",
