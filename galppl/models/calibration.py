@@ -365,7 +365,7 @@ def _centre(chain, block, features, target, variables, h) -> list[float]:
         centre = mean[labelled, j] + shift[j]
         residual = (drawn[:, labelled, j] - centre).double()  # (draw, galaxy)
         gap = (observed[labelled, j] - centre).double()  # (galaxy,)
-        scale, move = _uniform_pit_scale(residual, gap)
+        scale, move = uniform_pit_scale(residual, gap)
         moves[j] = move
         shift[j] += move
         temperature[j] *= scale
@@ -376,7 +376,7 @@ def _centre(chain, block, features, target, variables, h) -> list[float]:
 PIT_SCALES = torch.exp(torch.linspace(math.log(0.5), math.log(2.0), 141, dtype=torch.float64))
 
 
-def _uniform_pit_scale(residual: torch.Tensor, gap: torch.Tensor) -> tuple[float, float]:
+def uniform_pit_scale(residual: torch.Tensor, gap: torch.Tensor) -> tuple[float, float]:
     """The scale c (of :data:`PIT_SCALES`) and move d for which the PIT of ``gap`` (galaxy,)
     among ``d + c residual`` (draw, galaxy) is nearest uniform (Cramer-von Mises), d making its
     mean 1/2 (the median of the pooled ``gap - c residual``)."""
@@ -384,12 +384,23 @@ def _uniform_pit_scale(residual: torch.Tensor, gap: torch.Tensor) -> tuple[float
     expected = (2 * torch.arange(1, n + 1, dtype=torch.float64) - 1) / (2 * n)
     best = (math.inf, 1.0, 0.0)
     for c in PIT_SCALES.tolist():
-        d = float(torch.quantile((gap - c * residual).flatten(), 0.5))
+        d = _median((gap - c * residual).flatten())
         pit = ((d + c * residual) <= gap).double().mean(0)
         distance = float(((pit.sort().values - expected) ** 2).sum())
         if distance < best[0]:
             best = (distance, c, d)
     return best[1], best[2]
+
+
+def _median(values: torch.Tensor) -> float:
+    """The median of a 1-d tensor, as ``torch.quantile(values, 0.5)`` gives it (the mean of
+    the two middle values for an even count), by selection: ~7 times faster than the sort of
+    ``torch.quantile`` on the ~700,000 pooled residuals of a calibration."""
+    n = values.numel()
+    upper = values.kthvalue(n // 2 + 1).values
+    if n % 2:
+        return float(upper)
+    return float(torch.lerp(values.kthvalue(n // 2).values, upper, 0.5))  # torch.quantile's interpolation
 
 
 def _shrunk_kernel(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -369,15 +369,25 @@ def test_calibration_centres_the_pit_where_the_likelihood_shift_does_not(fitted)
     assert (uncentred[:2] - 0.5).abs().min() > 0.02, uncentred
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 1001])
+def test_median_by_selection_is_torch_quantiles_median(n):
+    """The calibration's median (selection, not a sort) is ``torch.quantile(x, 0.5)`` exactly,
+    the mean of the two middle values for an even count."""
+    from galppl.models.calibration import _median
+
+    values = torch.randn(n, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+    assert _median(values) == float(torch.quantile(values, 0.5))
+
+
 def test_pit_scale_recovers_a_widened_and_moved_residual():
     """Truths whose gaps from the centre are the draws' residuals moved by 0.3 and widened 1.5
     times: the PIT fit finds that scale and move."""
-    from galppl.models.calibration import _uniform_pit_scale
+    from galppl.models.calibration import uniform_pit_scale
 
     generator = torch.Generator().manual_seed(0)
     residual = torch.randn(128, 2000, generator=generator, dtype=torch.float64)
     gap = 0.3 + 1.5 * torch.randn(2000, generator=generator, dtype=torch.float64)
-    scale, move = _uniform_pit_scale(residual, gap)
+    scale, move = uniform_pit_scale(residual, gap)
     assert abs(scale - 1.5) < 0.08 and abs(move - 0.3) < 0.08, (scale, move)
 
 
@@ -385,7 +395,7 @@ def test_pit_scale_covers_the_centre_where_the_likelihood_scale_is_set_by_the_ta
     """Gaussian draws, truths with a heavy tail (a tenth five times wider): the likelihood's
     Gaussian scale (the gaps' RMS) widens every posterior to reach the tail, so 68% intervals
     cover too much; the PIT's scale keeps the 68% coverage near nominal."""
-    from galppl.models.calibration import _uniform_pit_scale
+    from galppl.models.calibration import uniform_pit_scale
 
     generator = torch.Generator().manual_seed(1)
     n = 4000
@@ -398,7 +408,7 @@ def test_pit_scale_covers_the_centre_where_the_likelihood_scale_is_set_by_the_ta
         return float(((pit > 0.16) & (pit < 0.84)).double().mean())
 
     rms = float(gap.pow(2).mean().sqrt())  # what a Gaussian likelihood would set the temperature to
-    scale, move = _uniform_pit_scale(residual, gap)
+    scale, move = uniform_pit_scale(residual, gap)
     assert scale < rms
     assert abs(coverage_68(scale, move) - 0.68) < abs(coverage_68(rms, 0.0) - 0.68)
     assert abs(coverage_68(scale, move) - 0.68) < 0.04
