@@ -45,10 +45,13 @@ from galppl.ood import OutOfDistributionWarning, flagged_ids
 
 CONSTANT_VARIABLES = ("mag", "mag_err", "extinction", "quality")
 # Rows (draws x galaxies) per call of the chain when sampling. The couplings' hidden
-# activations are (rows, 128) float32: 4096 rows (2 MB each) stay in cache, 256 galaxies x
-# 1000 draws (128 MB each) do not. Props, 1 thread, best of 4: 55,800 draws/s in calls of
-# 4,000 rows, 48,300 in calls of 256,000 (benchmarks/throughput.py --rows sweeps it).
-DRAW_ROWS = 4096
+# activations are (rows, 128) float32: 16,384 rows are 8 MB each, 256 galaxies x 1000 draws
+# 128 MB, which no cache holds; fewer rows pay each call's fixed cost (h, the blocks'
+# distributions, the calibration's transforms) more often. benchmarks/throughput.py --rows,
+# galppl 0.10.1, draws/s of props at 1 / 2 threads: 1,024 rows 64,016 / 79,192; 4,096 (galppl
+# <= 0.10.0) 93,053 / 151,673; 16,384 104,680 / 194,255; 65,536 98,643 / 172,991 (lines at 2
+# threads: 163,198 at 4,096, 206,980 at 16,384; at 1 thread 106,903 and 104,761).
+DRAW_ROWS = 16384
 # The files of a saved posterior.
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "chain.pt"
 # The oldest galppl whose saved posteriors this one reads: 0.3.0 changed the saved layout
