@@ -394,8 +394,9 @@ def uniform_pit_scale(residual: torch.Tensor, gap: torch.Tensor) -> tuple[float,
 
 def _median(values: torch.Tensor) -> float:
     """The median of a 1-d tensor, as ``torch.quantile(values, 0.5)`` gives it (the mean of
-    the two middle values for an even count), by selection: ~7 times faster than the sort of
-    ``torch.quantile`` on the ~700,000 pooled residuals of a calibration."""
+    the two middle values for an even count), by selection: one selection takes ~11 ms on the
+    ~700,000 pooled residuals of a calibration where ``torch.quantile``'s sort takes ~70 ms (an
+    even count needs two: the PIT scale's grid ran 3.4 times faster)."""
     n = values.numel()
     upper = values.kthvalue(n // 2 + 1).values
     if n % 2:
