@@ -17,7 +17,8 @@ SDSS extracts in ../shared/data/sdss (see PROVENANCE.md there):
 (f) the colours at fixed redshift, mock against dr9_galaxyzoo_5k itself: how well gradient
     boosting reads z from ugriz (5-fold NMAD of dz/(1+z), outlier fraction), and the robust
     spread of g-r, u-g and r-i of red-sequence (u-r > 2.4) and blue-cloud (u-r < 2.0)
-    galaxies in 0.02-wide redshift bins: a mock whose colours are tighter than the sky's gives
+    galaxies in 0.02-wide redshift bins, and the robust correlation of neighbouring colours
+    (g-r with r-i, r-i with i-z) in 0.04-wide bins: a mock whose colours are tighter than the sky's gives
     photo-z posteriors too narrow for real galaxies; the photo-z rms in bins of u-r says in
     which galaxies;
 (g) inclination reddening: the slope of g-r against log10(a/b) of discs at fixed log M* and z
@@ -167,6 +168,36 @@ def colour_spreads(mag, z) -> dict[str, float]:
         for name, values in colours.items():
             out[f"red {name} {lo:.2f}"] = robust_sd(values[in_bin & (u_r > 2.4)])
         out[f"blue g-r {lo:.2f}"] = robust_sd(colours["g-r"][in_bin & (u_r < 2.0)])
+    return out
+
+
+def robust_correlation(a, b) -> float:
+    """Correlation of a and b blind to outliers (Gnanadesikan & Kettenring 1972): with each
+    standardised by its robust sd, (s^2 - d^2) / (s^2 + d^2) for s, d the robust sds of the
+    sum and the difference."""
+    a, b = a / robust_sd(a), b / robust_sd(b)
+    s, d = robust_sd(a + b) ** 2, robust_sd(a - b) ** 2
+    return float((s - d) / (s + d))
+
+
+COLOUR_CORRELATION_BINS = ((0.02, 0.06), (0.06, 0.10), (0.10, 0.14))
+
+
+def colour_correlations(mag, z) -> dict[str, float]:
+    """Robust correlation of neighbouring colours (g-r with r-i, r-i with i-z) among the red
+    (u-r > 2.4) and the blue (u-r < 2.0) galaxies of each redshift bin of
+    ``COLOUR_CORRELATION_BINS``, keyed 'red r-i,i-z 0.06'. A spectrum that varies smoothly from
+    galaxy to galaxy (age, metallicity, dust) moves neighbouring colours together; noise that is
+    independent per band moves them apart (a shared band enters one colour with + and the
+    other with -)."""
+    u_r = mag[:, 0] - mag[:, 2]
+    g_r, r_i, i_z = (mag[:, k] - mag[:, k + 1] for k in (1, 2, 3))
+    out = {}
+    for lo, hi in COLOUR_CORRELATION_BINS:
+        in_bin = (z >= lo) & (z < hi)
+        for kind, members in (("red", in_bin & (u_r > 2.4)), ("blue", in_bin & (u_r < 2.0))):
+            out[f"{kind} g-r,r-i {lo:.2f}"] = robust_correlation(g_r[members], r_i[members])
+            out[f"{kind} r-i,i-z {lo:.2f}"] = robust_correlation(r_i[members], i_z[members])
     return out
 
 
@@ -322,6 +353,11 @@ def main(argv=None) -> dict:
     for key in spread_m:
         results[f"sd {key}"] = spread_m[key]
         print(f"      {key:16s} {spread_m[key]:.3f} | {spread_r[key]:.3f} (ratio {spread_m[key] / spread_r[key]:.2f})")
+    corr_m, corr_r = colour_correlations(mag_dered, mock["z"].values), colour_correlations(real_mag, gz["z"].values)
+    print("    robust correlation of neighbouring colours (z bins from 0.02, 0.06, 0.10, 0.04 wide):")
+    for key in corr_m:
+        results[f"corr {key}"] = corr_m[key]
+        print(f"      {key:20s} {corr_m[key]:+.2f} | {corr_r[key]:+.2f}")
 
     # (g) inclination reddening of discs
     discs = (mock["quenched"].values == 0) & (mock["bulge_to_total"].values < 0.4)
