@@ -354,7 +354,8 @@ def main(argv=None) -> dict:
         results[f"sd {key}"] = spread_m[key]
         print(f"      {key:16s} {spread_m[key]:.3f} | {spread_r[key]:.3f} (ratio {spread_m[key] / spread_r[key]:.2f})")
     corr_m, corr_r = colour_correlations(mag_dered, mock["z"].values), colour_correlations(real_mag, gz["z"].values)
-    print("    robust correlation of neighbouring colours (z bins from 0.02, 0.06, 0.10, 0.04 wide):")
+    bins = ", ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in COLOUR_CORRELATION_BINS)
+    print(f"    robust correlation of neighbouring colours (red: u-r > 2.4, blue: u-r < 2.0; z bins {bins}):")
     for key in corr_m:
         results[f"corr {key}"] = corr_m[key]
         print(f"      {key:20s} {corr_m[key]:+.2f} | {corr_r[key]:+.2f}")
