@@ -210,6 +210,11 @@ def _run(args, config) -> int:
     summary["phases_seconds"] = {name: round(seconds, 1) for name, seconds in phases.items()}
     print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items())
           + f" (VAE stopped by {summary['stopped_because']['vae']}, chain by {history['stopped_because']})")
+    if history["stopped_because"] == "max_seconds":
+        minutes = DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
+        more = f"--minutes {2 * minutes:g}" if minutes else "a larger --minutes"
+        print(f"Note: the chain stopped at its time budget before early stopping, so it may be under-trained "
+              f"(this machine is slower than the budget assumes): rerun with {more} for a converged fit.")
     summary["total_seconds"] = round(time.perf_counter() - start, 1)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     print(f"\nWrote {out}/: posterior.nc, model/, pred_vs_true.png, corner_one_galaxy.png, {summary['report']}, "

@@ -115,16 +115,20 @@ def test_run_config_mirrors_the_dataclasses_and_flags_override_it(tmp_path):
 def test_run_writes_model_posteriors_report_and_summary(tmp_path, capsys):
     (tmp_path / "fit.toml").write_text(TINY_TOML)
     out = tmp_path / "run"
+    # --minutes 0.001 stops the chain at its budget after one epoch: the run says so and how to give it more
     assert main(["run", "--config", str(tmp_path / "fit.toml"), "--out", str(out), "--num-samples", "20",
-                 "--quiet"]) == 0
+                 "--minutes", "0.001", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_because"]["chain"] == "max_seconds"
     assert summary["inputs"] == "photometry" and summary["n_test"] == 45
     assert set(summary["parameters"]) == {"log_mstar", "log_sfr", "z", "log_mbh", "oh"}
     assert set(summary["detectability"]) == {"oh_detected"}  # the gate, read from the chain's blocks
     for name in ("posterior.nc", "pred_vs_true.png", "corner_one_galaxy.png", "model/config.json"):
         assert (out / name).exists(), name
     assert galppl.load(out / "model").config.seed == 1
-    assert "oh_detected: accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "oh_detected: accuracy" in printed
+    assert "the chain stopped at its time budget" in printed and "rerun with --minutes 0.002" in printed
 
 
 def test_simulate_then_predict(tmp_path, capsys):
