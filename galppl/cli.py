@@ -97,11 +97,16 @@ def _with_flags(config, args, minutes):
     return config.with_options(**options)
 
 
+def _run_minutes(args) -> float | None:
+    """The budget of ``galppl run`` in minutes: ``--minutes``, else :data:`DEFAULT_MINUTES` without
+    a ``--config`` file, else None (the file's)."""
+    return DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
+
+
 def run_config(args):
     """The :class:`~galppl.config.FitConfig` of ``galppl run``: the ``--config`` file (or the
     defaults and a :data:`DEFAULT_MINUTES` budget), then the flags given on the command line."""
-    minutes = DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
-    config = _with_flags(_read_config(args), args, minutes)
+    config = _with_flags(_read_config(args), args, _run_minutes(args))
     _writable(args.out, "--out", folder=True)
     return config
 
@@ -211,7 +216,7 @@ def _run(args, config) -> int:
     print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items())
           + f" (VAE stopped by {summary['stopped_because']['vae']}, chain by {history['stopped_because']})")
     if history["stopped_because"] == "max_seconds":
-        minutes = DEFAULT_MINUTES if args.minutes is None and args.config is None else args.minutes
+        minutes = _run_minutes(args)
         more = f"--minutes {2 * minutes:g}" if minutes else "a larger --minutes"
         print(f"Note: the chain stopped at its time budget before early stopping, so it may be under-trained "
               f"(this machine is slower than the budget assumes): rerun with {more} for a converged fit.")
