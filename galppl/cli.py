@@ -213,8 +213,8 @@ def _run(args, config) -> int:
                **_evaluate(idata, out, f"galppl {args.model}: held-out mock test set")}
     phases["report"] = time.perf_counter() - clock
     summary["phases_seconds"] = {name: round(seconds, 1) for name, seconds in phases.items()}
-    print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items())
-          + f" (VAE stopped by {summary['stopped_because']['vae']}, chain by {history['stopped_because']})")
+    stopped = ", ".join(f"{name} stopped by {why}" for name, why in summary["stopped_because"].items() if why)
+    print("Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items()) + f" ({stopped})")
     if history["stopped_because"] == "max_seconds":
         minutes = _run_minutes(args)
         more = f"--minutes {2 * minutes:g}" if minutes else "a larger --minutes"

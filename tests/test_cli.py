@@ -129,6 +129,7 @@ def test_run_writes_model_posteriors_report_and_summary(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "oh_detected: accuracy" in printed
     assert "the chain stopped at its time budget" in printed and "rerun with --minutes 0.002" in printed
+    assert "(chain stopped by max_seconds)" in printed  # a photometry-only run names no VAE
 
 
 def test_simulate_then_predict(tmp_path, capsys):
