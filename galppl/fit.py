@@ -46,6 +46,7 @@ from galppl.features import CatalogTensors, Featurizer, build_features, catalog_
 from galppl.models import CHAINS, chain_blocks
 from galppl.models.chain import Block, ChainModel
 from galppl.models.marginal import marginal_score_loss
+from galppl.models.props import PROPS_VARIABLES
 from galppl.posterior import GalaxyPosterior
 from galppl.train import train_loss_fn
 
@@ -145,7 +146,10 @@ def fit(model=None, data: xr.Dataset | None = None, *, config: FitConfig | None 
     for block in blocks:
         absent = [v for v in block.variables if v not in data]
         if absent:
-            raise ValueError(f"block {block.name!r} needs catalog variables {absent}, absent from the catalog")
+            labelled = [v for v in PROPS_VARIABLES if v in data]
+            hint = (f"; the catalog labels {labelled}: fit a chain of those alone (galppl.models.props.subset_blocks, "
+                    f"or galppl fit --variables {','.join(labelled)})" if name == "props" and labelled else "")
+            raise ValueError(f"block {block.name!r} needs catalog variables {absent}, absent from the catalog{hint}")
 
     start = time.perf_counter()
     split = split_galaxies(data, config)

@@ -195,6 +195,14 @@ def test_fit_argument_errors(catalog, kwargs, error, message):
         galppl.fit(model, catalog, **kwargs)
 
 
+def test_a_catalog_without_some_props_labels_is_refused_naming_what_it_can_fit(catalog):
+    # The real DR9 file labels only z and log M*: the error says how to fit those alone.
+    partial = catalog.drop_vars(["log_sfr", "log_mbh", "oh"])
+    with pytest.raises(ValueError, match=r"block 'core' needs catalog variables \['log_sfr'\].*"
+                                         r"the catalog labels \['log_mstar', 'z'\].*--variables log_mstar,z"):
+        galppl.fit("props", partial, inputs="photometry", **QUICK)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved galppl model"):
         galppl.load(tmp_path)
