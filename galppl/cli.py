@@ -279,8 +279,10 @@ def _fit(args, config) -> int:
                            checkpoint_dir=_checkpoints_beside(args.out))
     path = posterior.save(args.out)
     history = posterior.history
+    # A small catalog has no calibration split of its own (galppl.fit.HELD_OUT_CALIBRATION_MIN).
+    which = " held-out" if len(posterior.split["calibration"]) else " validation"
     print(f"wrote {path}/ ({posterior.model}, inputs {posterior.inputs}; trained on {history['n_train']} galaxies "
-          f"in {history['fit_seconds']:.0f} s, calibrated on {history['n_calibration']} "
+          f"in {history['fit_seconds']:.0f} s, calibrated on {history['n_calibration']}{which} galaxies "
           f"({history['calibration_left_out_of_distribution']} flagged out-of-distribution left out); "
           f"excluded for incomplete inputs: {history['excluded_incomplete_inputs']})")
     return 0

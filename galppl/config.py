@@ -94,7 +94,9 @@ class DataConfig:
     paper, the image encoder and the flows see disjoint galaxies). calibration_fraction: the
     share of the val galaxies kept apart to calibrate the chain (the ``calibration`` split, with
     the VAE's galaxies), in [0, 1): the rest choose the epoch (early stopping) and set the
-    out-of-distribution threshold; 0 calibrates on those same galaxies (galppl < 0.9).
+    out-of-distribution threshold; 0 calibrates on those same galaxies (galppl < 0.9); None (the
+    default) keeps half apart where that leaves enough galaxies to calibrate on, none on a small
+    catalog (:func:`galppl.fit.split_galaxies`).
     split_seed: seeds the split and the mock sky instead of ``FitConfig.seed``, so fits with
     different seeds (an ensemble) share one data set, one split and one VAE.
     """
@@ -110,8 +112,9 @@ class DataConfig:
     # 1.050; its VAE galaxies 1.055 / 1.020 / 1.062; four fresh skies' 1.015-1.054 / 1.011-1.042
     # / 1.049-1.054. Scored on 30,000 fresh galaxies, the val calibration's 68% coverage was
     # 0.661-0.671 and its worst quartile bin 0.038 / 0.022 / 0.039 off; the test galaxies',
-    # 0.676-0.691 and 0.021 / 0.020 / 0.019 (an experiment; README, Calibration at scale).
-    calibration_fraction: float = 0.5
+    # 0.676-0.691 and 0.021 / 0.020 / 0.019 (an experiment; README, Calibration at scale). On a
+    # small catalog the split costs more than it buys (galppl.fit.HELD_OUT_CALIBRATION_MIN).
+    calibration_fraction: float | None = None
     split_seed: int | None = None
 
     def __post_init__(self):
@@ -128,8 +131,9 @@ class DataConfig:
                              f"got {self.fractions!r}")
         set_(self, "fractions", tuple(float(f) for f in fractions))
         set_(self, "vae_fraction", _share("DataConfig", "vae_fraction", self.vae_fraction, zero_allowed=True))
-        set_(self, "calibration_fraction",
-             _share("DataConfig", "calibration_fraction", self.calibration_fraction, zero_allowed=True))
+        if self.calibration_fraction is not None:
+            set_(self, "calibration_fraction",
+                 _share("DataConfig", "calibration_fraction", self.calibration_fraction, zero_allowed=True))
         if self.split_seed is not None:
             set_(self, "split_seed", _integer("DataConfig", "split_seed", self.split_seed, 0))
 

@@ -12,11 +12,14 @@ import xarray as xr
 
 import galppl
 from galppl.data import simulate
-from galppl.fit import FitConfig, default_catalog, split_galaxies
+from galppl.fit import HELD_OUT_CALIBRATION_MIN, FitConfig, default_catalog, split_galaxies
 from galppl.models.calibration import MIN_SLOPE_GALAXIES, OUTLIER_BUFFERS, SLOPE_BUFFERS
 from galppl.models.chain import ChainModel
 
-QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False)
+# A calibration split of its own, which by default these small catalogs would not get: the
+# tests below check what it does.
+HALVED = dict(calibration_fraction=0.5)
+QUICK = dict(max_epochs=4, num_couplings=2, hidden_dim=32, batch_size=128, progress=False, **HALVED)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def posterior(catalog):
 
 
 def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
-    config = FitConfig().with_options(vae_fraction=0.3, inputs="image+photometry")
+    config = FitConfig().with_options(vae_fraction=0.3, inputs="image+photometry", **HALVED)
     split = split_galaxies(catalog, config)
     ids = np.concatenate(list(split.values()))
     assert len(ids) == len(set(ids.tolist())) == catalog.sizes["galaxy"]
@@ -39,21 +42,36 @@ def test_split_is_disjoint_covers_everything_and_keeps_vae_apart(catalog):
     # Half the held-out galaxies stop the training, the other half only calibrate it.
     assert abs(len(split["val"]) - 0.075 * n) <= 1 and abs(len(split["calibration"]) - 0.075 * n) <= 1
     assert abs(len(split["vae"]) - 0.3 * 0.7 * n) <= 2
-    photometry_only = split_galaxies(catalog, FitConfig().with_options(inputs="photometry"))
+    photometry_only = split_galaxies(catalog, FitConfig().with_options(inputs="photometry", **HALVED))
     assert len(photometry_only["vae"]) == 0  # no VAE to train: its share goes to the flows
 
 
 def test_no_calibration_share_calibrates_on_the_val_galaxies(catalog):
     whole = split_galaxies(catalog, FitConfig().with_options(calibration_fraction=0.0))
-    halved = split_galaxies(catalog, FitConfig())
+    halved = split_galaxies(catalog, FitConfig().with_options(**HALVED))
     assert len(whole["calibration"]) == 0
     np.testing.assert_array_equal(np.sort(np.concatenate([halved["val"], halved["calibration"]])), whole["val"])
     with pytest.raises(ValueError, match=r"calibration_fraction must be a number in \[0, 1\), got 1"):
         FitConfig().with_options(calibration_fraction=1)
     tiny = catalog.isel(galaxy=slice(0, 20))  # 3 val galaxies: 2 calibrate, 1 would stop the training
     with pytest.raises(ValueError, match=r"'val' split has 1 galaxies: .*or calibration_fraction=0"):
-        split_galaxies(tiny, FitConfig())
+        split_galaxies(tiny, FitConfig().with_options(**HALVED))
     assert len(split_galaxies(tiny, FitConfig().with_options(calibration_fraction=0.0))["val"]) == 3
+
+
+def test_by_default_half_the_val_galaxies_calibrate_only_where_enough_do():
+    """calibration_fraction None: half the val galaxies kept apart where they and the VAE's make
+    HELD_OUT_CALIBRATION_MIN galaxies to calibrate on; else all of them stop and calibrate."""
+    def split(n, inputs):
+        return split_galaxies(xr.Dataset(coords={"galaxy": np.arange(n)}), FitConfig().with_options(inputs=inputs))
+
+    assert HELD_OUT_CALIBRATION_MIN == 500
+    large = split(20000, "photometry")  # 3,000 val galaxies: 1,500 calibrate
+    assert len(large["calibration"]) == len(large["val"]) == 1500
+    small = split(5000, "photometry")  # 750 val galaxies: 375 would be too few
+    assert len(small["calibration"]) == 0 and len(small["val"]) == 750
+    with_vae = split(5000, "image+photometry")  # the VAE's 1,050 galaxies calibrate too
+    assert len(with_vae["calibration"]) == len(with_vae["val"]) == 375 and len(with_vae["vae"]) == 1050
 
 
 def test_split_seed_fixes_the_split_across_seeds(catalog):
@@ -214,7 +232,7 @@ def test_load_errors(tmp_path):
 def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
     path = posterior.save(tmp_path / "model")
     saved = json.loads((path / "config.json").read_text())
-    assert saved["galppl_version"] == galppl.__version__ == "0.10.1"
+    assert saved["galppl_version"] == galppl.__version__ == "0.11.0"
     assert saved["config"] == posterior.config.to_dict()
     assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
     loaded = galppl.load(path)
@@ -285,7 +303,7 @@ def test_the_fit_calibrates_on_the_calibration_galaxies_only(catalog, monkeypatc
 
     monkeypatch.setattr(ChainModel, "calibrate", recording)
     # Three calibration galaxies with a glitched g band (3 mag too faint): flagged, so left out.
-    calibration_ids = split_galaxies(catalog, FitConfig().with_options(inputs="photometry"))["calibration"]
+    calibration_ids = split_galaxies(catalog, FitConfig().with_options(inputs="photometry", **HALVED))["calibration"]
     glitched = catalog.copy(deep=True)
     glitched["mag"].loc[{"galaxy": calibration_ids[:3], "band": "g"}] += 3.0
     posterior = galppl.fit("props", glitched, inputs="photometry", **QUICK)

@@ -160,7 +160,13 @@ def test_recalibrating_on_z_and_mstar_only_repairs_an_injected_z_error_and_keeps
 
 
 def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, small_catalog):
-    init = galppl.load(posterior.save(tmp_path / "mock"))
+    saved = posterior.save(tmp_path / "mock")
+    # As a model fitted on a large catalog (or by galppl 0.9-0.10) has it: a calibration split.
+    config = json.loads((saved / "config.json").read_text())
+    config["config"]["data"]["calibration_fraction"] = 0.5
+    (saved / "config.json").write_text(json.dumps(config))
+    init = galppl.load(saved)
+    assert init.config.data.calibration_fraction == 0.5
     initial = state(init)
     real = small_catalog.drop_vars(NOT_Z_OR_MSTAR)
     # 10 epochs: at the fine-tuning rate the first few lose to init's weights on validation (which
@@ -171,6 +177,8 @@ def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, s
     assert state(init).keys() == initial.keys() and all(torch.equal(v, initial[k]) for k, v in state(init).items())
     assert tuned.featurizer is init.featurizer and tuned.model == "props"
     assert tuned.config.train.lr == FINE_TUNING.lr and tuned.config.data.vae_fraction == 0.0
+    # The fine-tune splits its own 300 galaxies by the default rule: too few for a calibration split.
+    assert tuned.config.data.calibration_fraction is None and len(tuned.split["calibration"]) == 0
     assert tuned.history["frozen_blocks"] == ["bh", "oh_detected", "oh"]
     assert tuned.history["init_history"] == init.history
     assert tuned.history["start_val_loss"] is not None  # init's weights were a candidate for the best
@@ -180,14 +188,19 @@ def test_fine_tune_from_a_saved_model_on_z_and_mstar_only(tmp_path, posterior, s
     moved = {name for name in initial if not torch.equal(initial[name], tuned_state[name])}
     # Blocks without data keep their weights; the core's flow trains on the CRPS of z's and
     # log M*'s marginals, and their calibration is refitted on those marginals; log SFR keeps
-    # init's shift and temperature, and the standardisation stays init's.
+    # init's shift and temperature, and the standardisation stays init's. init (its 150 validation
+    # galaxies calibrate it) has temperature slopes; the 45 here are too few for slopes, so z's and
+    # log M*'s go back to one temperature each.
     trained = ("representation.", "heads.core.", "flows.core.", "shift_core", "temperature_core")
-    assert moved and all(name.startswith(trained) for name in moved), sorted(moved)
+    assert moved and all(name.startswith((*trained, "log_temperature_slope_core")) for name in moved), sorted(moved)
     for prefix in trained:
         assert any(name.startswith(prefix) for name in moved), prefix
     sfr = init.chain.blocks[0].variables.index("log_sfr")
     for kind in ("shift", "temperature"):
         assert tuned_state[f"{kind}_core"][sfr] == initial[f"{kind}_core"][sfr]
+    slopes = tuned_state["log_temperature_slope_core"]
+    assert torch.equal(slopes[sfr], initial["log_temperature_slope_core"][sfr])
+    assert not slopes[[i for i in range(3) if i != sfr]].any()
     assert tuned.history["calibration"]["core"]["variables"] == ["log_mstar", "z"]
 
     with warnings.catch_warnings():
