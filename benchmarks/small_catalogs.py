@@ -29,6 +29,7 @@ import xarray as xr
 from _scoring import MSTAR_Z_CHAIN, draw_intervals, interval_scores, real_catalog
 
 import galppl
+from galppl.diagnostics.calibration import pit_values
 from galppl.fit import FitConfig, split_galaxies
 from galppl.ood import OutOfDistributionWarning
 
@@ -48,7 +49,7 @@ def scores(posterior, held_out, draws: int) -> dict[str, float]:
     out = interval_scores(truth, *draw_intervals(sample, VARIABLES))
     for v in VARIABLES:
         drawn = np.isfinite(sample[v]).all(0)
-        out[f"PIT {v}"] = float((sample[v][:, drawn] < truth[v][drawn]).mean())
+        out[f"PIT {v}"] = float(np.nanmean(pit_values(sample[v][:, drawn].T, truth[v][drawn], np.random.default_rng(0))))
     return out
 
 
