@@ -71,8 +71,10 @@ VALUE_TRANSFORMS: dict[str, Transform] = {
 
 
 # Width of the saturation zone at each end of a support, as a fraction of the support's
-# width (z: 0.01, log M*: 0.175 dex): the bounded map is the identity between the zones,
-# where (nearly) all galaxies lie, so a model's numbers there are exactly those without it.
+# width in the units a block models (z: 0.01, log M*: 0.175 dex, a line flux: 0.62 in signed
+# log1p, so fluxes from -2,700 to 5e6 are untouched): the bounded map is the identity between
+# the zones, where (nearly) all galaxies lie, so a model's numbers there are exactly those
+# without it.
 SUPPORT_MARGIN = 0.025
 
 

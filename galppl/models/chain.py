@@ -171,18 +171,21 @@ class ChainModel(nn.Module):
 
     def catalog_transforms(self, block: Block) -> list[Transform]:
         """Maps of a block's standardised values to catalog units, in order: the
-        standardisation's affine (loc, scale), the inverse of the value transform, then,
-        where the schema declares physical supports for its variables, the bounded map
+        standardisation's affine (loc, scale); where the schema declares physical supports
+        for its variables, the bounded map
         :class:`~galppl.models.block.SaturatingBoundsTransform` onto them (the identity
-        away from their ends). Empty for a Bernoulli block."""
+        away from their ends), in the units the block models (a line flux's signed log1p:
+        its saturation zones are then a fraction of that width, not of the flux's); the
+        inverse of the value transform. Empty for a Bernoulli block."""
         if block.kind == "bernoulli":
             return []
         loc, scale = getattr(self, f"loc_{block.name}"), getattr(self, f"scale_{block.name}")
-        transforms = [AffineTransform(loc, scale, event_dim=1), VALUE_TRANSFORMS[block.transform].inv]
+        value_transform = VALUE_TRANSFORMS[block.transform]
+        transforms = [AffineTransform(loc, scale, event_dim=1)]
         lower, upper = getattr(self, f"support_{block.name}")
         if torch.isfinite(lower).any() or torch.isfinite(upper).any():
-            transforms.append(SaturatingBoundsTransform(lower, upper))
-        return transforms
+            transforms.append(SaturatingBoundsTransform(value_transform(lower), value_transform(upper)))
+        return transforms + [value_transform.inv]
 
     def check_support(self, block: Block, values: torch.Tensor) -> None:
         """A ValueError naming the variable, the count, the support and example rows where

@@ -63,10 +63,12 @@ def _chain(blocks=None, n=64, seed=0):
     return chain
 
 
-EXTREME = torch.tensor([[1e6, -50.0, -1.5, 0.0],
+# Negative, zero, tiny and huge fluxes, up to the support's ends (-5000, 1e7) and into its
+# saturation zones (below -2,700 and above 5e6).
+EXTREME = torch.tensor([[9e6, -50.0, -1.5, 0.0],
                         [0.0, 1e6, -50.0, -1.5],
-                        [-1.5, 0.0, 1e6, -50.0],
-                        [-1e6, -0.5, 1e-8, 3.0]], dtype=torch.float64)
+                        [-1.5, 0.0, 6e6, -50.0],
+                        [-4900.0, -0.5, 1e-8, 3.0]], dtype=torch.float64)
 
 
 def test_signed_log1p_negative_zero_and_huge_fluxes_are_finite_and_round_trip(small_chain):
@@ -88,7 +90,7 @@ def small_chain():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(-1e7, 1e7, allow_nan=False), min_size=2, max_size=2))
+@given(st.lists(st.floats(-4999.0, 9.99e6, allow_nan=False), min_size=2, max_size=2))
 def test_signed_log1p_is_monotone_and_invertible_everywhere(small_chain, pair):
     chain = small_chain
     (block,) = chain.blocks
@@ -97,6 +99,22 @@ def test_signed_log1p_is_monotone_and_invertible_everywhere(small_chain, pair):
     assert torch.isfinite(y).all()
     assert (y[1] >= y[0]).all()
     torch.testing.assert_close(chain.unstandardise(block, y), flux, rtol=1e-9, atol=1e-9)
+
+
+def test_flux_draws_stay_inside_what_a_measurement_can_hold_and_typical_fluxes_are_untouched(small_chain):
+    """The bounded map acts in signed log1p units: a flow pushed far into its tails draws no
+    flux below -5000 or above 1e7 (galppl 0.11.0 drew -1e8), while fluxes from -2,700 to 5e6
+    score exactly as without it."""
+    chain = small_chain
+    (block,) = chain.blocks
+    lower, upper = (b.double() for b in block_support(block))
+    assert lower.tolist() == [-5000.0] * 4 and upper.tolist() == [1e7] * 4
+    far = torch.tensor([[-60.0, -20.0, 20.0, 60.0]], dtype=torch.float64)  # standardised, beyond any flow tail
+    fluxes = chain.unstandardise(block, far)
+    assert ((fluxes > lower) & (fluxes < upper)).all() and fluxes[0, 0] < -4000 and fluxes[0, 3] > 5e6
+    typical = torch.tensor([[-2600.0, -10.0, 0.0, 50.0], [3.0, 1e3, 4e6, -0.5]], dtype=torch.float64)
+    value_only = (torch.sign(typical) * torch.log1p(typical.abs()) - chain.loc_lines) / chain.scale_lines
+    assert torch.equal(chain.standardise(block, typical), value_only)
 
 
 def test_joint_chain_with_lines_conditioned_on_core_samples():
