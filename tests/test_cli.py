@@ -123,6 +123,10 @@ def test_run_writes_model_posteriors_report_and_summary(tmp_path, capsys):
     assert summary["inputs"] == "photometry" and summary["n_test"] == 45
     assert set(summary["parameters"]) == {"log_mstar", "log_sfr", "z", "log_mbh", "oh"}
     assert set(summary["detectability"]) == {"oh_detected"}  # the gate, read from the chain's blocks
+    # R^2 also without the galaxies flagged out-of-distribution (their posteriors are extrapolations)
+    flagged = az.from_netcdf(out / "posterior.nc").constant_data["out_of_distribution"].values.astype(bool)
+    assert summary["n_flagged_out_of_distribution"] == flagged.sum()
+    assert all(np.isfinite(row["r2_unflagged"]) for row in summary["parameters"].values())
     for name in ("posterior.nc", "pred_vs_true.png", "corner_one_galaxy.png", "model/config.json"):
         assert (out / name).exists(), name
     assert galppl.load(out / "model").config.seed == 1
@@ -130,6 +134,7 @@ def test_run_writes_model_posteriors_report_and_summary(tmp_path, capsys):
     assert "oh_detected: accuracy" in printed
     assert "the chain stopped at its time budget" in printed and "rerun with --minutes 0.002" in printed
     assert "(chain stopped by max_seconds)" in printed  # a photometry-only run names no VAE
+    assert f"R^2 of the {45 - flagged.sum()} galaxies not flagged out-of-distribution" in printed
 
 
 def test_simulate_then_predict(tmp_path, capsys):
