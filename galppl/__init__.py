@@ -12,7 +12,7 @@ zarr, resumably.
 """
 
 # The one version source: pyproject.toml reads it from here (setuptools dynamic version).
-__version__ = "0.11.0"
+__version__ = "0.12.0"
 
 from galppl.config import ChainConfig, DataConfig, FitConfig  # noqa: E402
 from galppl.data import simulate  # noqa: E402

@@ -232,7 +232,7 @@ def test_load_errors(tmp_path):
 def test_saved_posterior_keeps_the_nested_config_and_the_featurizer(tmp_path, catalog, posterior):
     path = posterior.save(tmp_path / "model")
     saved = json.loads((path / "config.json").read_text())
-    assert saved["galppl_version"] == galppl.__version__ == "0.11.0"
+    assert saved["galppl_version"] == galppl.__version__ == "0.12.0"
     assert saved["config"] == posterior.config.to_dict()
     assert saved["config"]["chain"]["inputs"] == "photometry" and saved["config"]["train"]["max_epochs"] == 4
     loaded = galppl.load(path)
