@@ -40,8 +40,8 @@ class Variable:
     lower: float | None = None  # smallest physically possible value (NaN always allowed)
     upper: float | None = None
     # The open interval (lo, hi) a model's draws of this target are confined to (a bounded
-    # bijection ends each block, galppl.models.block.SaturatingBoundsTransform); training
-    # values outside it, or on an end, are an error. Narrower than lower/upper, which say
+    # bijection in each block's modelled units, galppl.models.block.SaturatingBoundsTransform); training
+    # values outside it, or on an end, are an error. No wider than lower/upper, which say
     # what a catalog may hold: a valid catalog can have galaxies the models do not cover.
     support: tuple[float, float] | None = None
 
