@@ -19,9 +19,11 @@ standard error for a calibrated posterior of that many galaxies is in the report
 galaxies the mean PIT's is 0.0053, so the 0.01 goal fails by chance on ~6% of (seed, parameter)
 pairs even without the calibration's own noise (1,500 calibration galaxies: SE 0.0075).
 
-About 8 minutes per seed for ``--model lines --inputs photometry`` on one thread of the slow
-machine of the README's Set up; run it alone (each fit stops at early stopping, but a
-``--minutes`` budget binds sooner on a loaded machine).
+Measured on the slow machine of the README's Set up: 10 minutes a seed for ``--model lines
+--inputs photometry`` on one thread (two seeds side by side, every chain stopped by early
+stopping); 32 minutes for ``--model joint --inputs image+photometry`` on two threads, where the
+VAE and the joint chain stop at their ``--minutes 16`` budgets. Run it alone: a loaded machine
+meets the budgets sooner.
 """
 
 from __future__ import annotations
