@@ -37,7 +37,7 @@ import arviz as az
 import numpy as np
 
 from galppl.cli import main as galppl_main
-from galppl.diagnostics import accuracy
+from galppl.diagnostics import accuracy, flagged_out_of_distribution
 from galppl.diagnostics.goals import calibration_goals
 
 GOALS = ("sbc_ecdf_in_band", "pit_mean", "coverage_per_bin", "tarp_atc")
@@ -61,20 +61,21 @@ def seed_table(idata) -> tuple[dict, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         goals = calibration_goals(idata)
-        flagged = idata.constant_data["out_of_distribution"].values.astype(bool)
+        flagged = flagged_out_of_distribution(idata)
         r2 = accuracy(idata.isel(galaxy=~flagged))["r2"]
-    met, rows = {}, {}
+    met, rows, tarp = {}, {}, []
     for i in range(goals.sizes["check"]):
         check = goals.isel(check=i)
         goal, param = str(check["goal"].values), str(check["parameter"].values)
         met[(goal, param)] = bool(check["passed"])
-        rows.setdefault(param, {})[goal] = check
+        if goal == "tarp_atc":
+            tarp.append(check)
+        else:
+            rows.setdefault(param, {})[goal] = check
     lines = [f"{'parameter':<14}{'R^2':>7}  {'SBC in band (chi2 p)':<24}{'mean PIT':>9}  {'worst bin':>9}",
              f"(R^2 of the posterior mean on the {int((~flagged).sum())} galaxies not flagged out-of-distribution; "
              "the goals on all)"]
     for param, checks in rows.items():
-        if param not in r2["parameter"].values:
-            continue
         sbc = checks["sbc_ecdf_in_band"]
         chi2 = str(sbc["where"].values).split(",")[0].replace("chi2 p=", "")
         sbc_text = f"{'yes' if bool(sbc['passed']) else 'NO':<4}({chi2})"
@@ -84,7 +85,6 @@ def seed_table(idata) -> tuple[dict, str]:
         worst_flag = "" if bool(checks["coverage_per_bin"]["passed"]) else "*"
         lines.append(f"{param:<14}{float(r2.sel(parameter=param)):>7.3f}  {sbc_text:<24}{pit + pit_flag:>9}  "
                      f"{worst:>8.3f}{worst_flag}")
-    tarp = [goals.isel(check=i) for i in range(goals.sizes["check"]) if str(goals["goal"].values[i]) == "tarp_atc"]
     for t in tarp:
         lines.append(f"TARP ({t['parameter'].values}): {t['where'].values}{'' if bool(t['passed']) else ' *'}")
     lines.append("(* misses its goal)")

@@ -131,9 +131,7 @@ def _evaluate(idata, out: Path, title: str) -> dict:
     # A flagged galaxy's posterior is an extrapolation, as wide as the model's support: for a line
     # flux, whose support spans -5000 to 1e7, one such posterior's mean can outweigh every other
     # galaxy's error. So R^2 is also given without them (every other number includes them).
-    constant = idata.constant_data if "constant_data" in idata.groups() else {}
-    flagged = (constant["out_of_distribution"].values.astype(bool) if "out_of_distribution" in constant
-               else np.zeros(posterior.sizes["galaxy"], dtype=bool))
+    flagged = diagnostics.flagged_out_of_distribution(idata)
     acc_unflagged = diagnostics.accuracy(idata.isel(galaxy=~flagged), var_names=params)
     cov = diagnostics.coverage(idata, var_names=params, levels=[0.68, 0.95])
     summary: dict = {"parameters": {}, "n_flagged_out_of_distribution": int(flagged.sum())}

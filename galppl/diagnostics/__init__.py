@@ -8,7 +8,7 @@ interpretability functions (`latent_regression`, `perturbation_strip`, `latent_e
 the VAE's latent means and a catalog instead.
 """
 
-from ._checks import DiagnosticsError
+from ._checks import DiagnosticsError, flagged_out_of_distribution
 from .accuracy import accuracy, point_metrics
 from .bpt import bpt_probabilities, bpt_reliability, class_reliability, mean_bpt_ratios
 from .calibration import coverage, pit, pit_uniformity, tarp, tarp_coverage
@@ -34,6 +34,7 @@ from .sbc import sbc
 from .uncertainty import uncertainty_split
 
 __all__ = [
+    "flagged_out_of_distribution",
     "POSTERIOR_SD",
     "DiagnosticsError",
     "accuracy",

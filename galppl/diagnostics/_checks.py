@@ -180,6 +180,16 @@ def draws_of(idata, name: str, func: str) -> np.ndarray:
     return post.transpose(GALAXY, *SAMPLE_DIMS).values.reshape(post.sizes[GALAXY], -1).astype(float)
 
 
+def flagged_out_of_distribution(idata: az.InferenceData) -> np.ndarray:
+    """Boolean per galaxy of the posterior: flagged out-of-distribution by
+    ``GalaxyPosterior.predict`` (``constant_data['out_of_distribution']``); all False where the
+    InferenceData carries no such flag."""
+    constant = idata.constant_data if "constant_data" in idata.groups() else {}
+    if "out_of_distribution" in constant:
+        return constant["out_of_distribution"].values.astype(bool)
+    return np.zeros(idata.posterior.sizes["galaxy"], dtype=bool)
+
+
 def galaxy_coord(da: xr.DataArray) -> np.ndarray:
     """The galaxy ids of ``da`` (0..n-1 when it has no galaxy coordinate)."""
     if GALAXY in da.coords:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ._checks import DiagnosticsError, is_simulated, require, resolve_var_names
+from ._checks import DiagnosticsError, flagged_out_of_distribution, is_simulated, require, resolve_var_names
 from .accuracy import accuracy
 from .bpt import bpt_reliability, has_line_draws
 from .calibration import TARP_MIN_TRUTH_FRACTION, coverage, pit, pit_uniformity, tarp, tarp_parameters
@@ -146,15 +146,14 @@ def report(
                 f"{n_bad} galaxies have unusable inputs (NaN draws) and are counted as missing "
                 "in every table below."
             )
-    if cd is not None and "out_of_distribution" in cd:
-        outside = cd["galaxy"].values[cd["out_of_distribution"].values.astype(bool)]
-        if len(outside):
-            more = f" and {len(outside) - 20} more" if len(outside) > 20 else ""
-            w.add(
-                f"{len(outside)} galaxies are out of distribution (inputs unlike the training galaxies', "
-                f"constant_data['out_of_distribution']): {', '.join(map(str, outside[:20]))}{more}. Their "
-                "posteriors are extrapolations; every table below includes them."
-            )
+    outside = idata.posterior["galaxy"].values[flagged_out_of_distribution(idata)]
+    if len(outside):
+        more = f" and {len(outside) - 20} more" if len(outside) > 20 else ""
+        w.add(
+            f"{len(outside)} galaxies are out of distribution (inputs unlike the training galaxies', "
+            f"constant_data['out_of_distribution']): {', '.join(map(str, outside[:20]))}{more}. Their "
+            "posteriors are extrapolations; every table below includes them."
+        )
     w.add()
 
     def _accuracy():
