@@ -34,7 +34,6 @@ from .sbc import sbc
 from .uncertainty import uncertainty_split
 
 __all__ = [
-    "flagged_out_of_distribution",
     "POSTERIOR_SD",
     "DiagnosticsError",
     "accuracy",
@@ -46,6 +45,7 @@ __all__ = [
     "conditional_calibration",
     "coverage",
     "detection",
+    "flagged_out_of_distribution",
     "gri_to_rgb",
     "latent_embedding",
     "latent_embeddings",
